@@ -86,7 +86,8 @@ def find_fashion_mnist(download: bool = False) -> Path:
             FashionMNIST(str(root), train=True, download=True)
             FashionMNIST(str(root), train=False, download=True)
         except Exception as exc:  # noqa: BLE001 - any network or disk failure gets the same advice
-            raise DataNotFoundError(_not_found_message(dirs, f"download into {root} failed: {exc}"))
+            msg = _not_found_message(dirs, f"download into {root} failed: {exc}")
+            raise DataNotFoundError(msg) from exc
         if _has_files(dirs[-1]):
             return dirs[-1]
     raise DataNotFoundError(_not_found_message(dirs))
@@ -175,7 +176,6 @@ def load_fashion_mnist(
         test=split(xte, yte),
     )
     if smoke_mode() if smoke is None else smoke:
-        data = FashionMNIST(
-            **{k: Split(s.x[: SMOKE_SIZES[k]], s.y[: SMOKE_SIZES[k]]) for k, s in vars(data).items()}
-        )
+        n = SMOKE_SIZES
+        data = FashionMNIST(**{k: Split(s.x[: n[k]], s.y[: n[k]]) for k, s in vars(data).items()})
     return data
