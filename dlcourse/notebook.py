@@ -36,8 +36,10 @@ def _keep(node: ast.stmt) -> bool:
     if isinstance(node, ast.Assign):
         return all(isinstance(t, ast.Name) for t in node.targets) and _is_constant(node.value)
     if isinstance(node, ast.AnnAssign):
-        return isinstance(node.target, ast.Name) and node.value is not None and _is_constant(
-            node.value
+        return (
+            isinstance(node.target, ast.Name)
+            and node.value is not None
+            and _is_constant(node.value)
         )
     return False
 
@@ -60,7 +62,8 @@ def read(path: str | Path) -> Any:
     except FileNotFoundError:
         raise NotebookError(f"{path}: no such notebook; submit it under this name") from None
     except Exception as exc:  # noqa: BLE001 - nbformat raises many types for a broken file
-        raise NotebookError(f"{path} is not a readable notebook ({exc}); re-save it in Jupyter") from exc
+        msg = f"{path} is not a readable notebook ({exc}); re-save it in Jupyter"
+        raise NotebookError(msg) from exc
 
 
 def definitions(path: str | Path) -> tuple[str, list[str]]:
