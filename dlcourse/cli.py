@@ -33,6 +33,17 @@ def _cmd_release(args: argparse.Namespace) -> int:
     return release.main(args.assignments, out=args.out)
 
 
+def _cmd_train_reference(args: argparse.Namespace) -> int:
+    import importlib
+
+    try:
+        module = importlib.import_module(f"dlcourse.reference.{args.name}")
+    except ModuleNotFoundError:
+        print(f"error: no reference training script for {args.name!r}", file=sys.stderr)
+        return 2
+    return module.main(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlcourse", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -50,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("assignments", nargs="*", help="names (default: every assignment)")
     s.add_argument("--out", help="release folder (default: release/ in the course root)")
     s.set_defaults(func=_cmd_release)
+
+    s = sub.add_parser("train-reference", help="train a reference model into weights/")
+    s.add_argument("name", help="assignment, e.g. cw1")
+    s.add_argument("args", nargs=argparse.REMAINDER, help="passed to the training script")
+    s.set_defaults(func=_cmd_train_reference)
     return p
 
 
