@@ -16,9 +16,18 @@ import torch
 def get_device() -> torch.device:
     """CUDA, then Apple MPS, then CPU; `DLCOURSE_DEVICE=cpu|cuda|cuda:1|mps` overrides."""
     if forced := os.environ.get("DLCOURSE_DEVICE"):
-        dev = torch.device(forced)
+        try:
+            dev = torch.device(forced)
+        except RuntimeError:
+            raise RuntimeError(
+                f"DLCOURSE_DEVICE={forced} is not a device name; use cpu, cuda, cuda:N or mps"
+            ) from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"DLCOURSE_DEVICE={forced} but CUDA is not available here")
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"DLCOURSE_DEVICE={forced} but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
         if dev.type == "mps" and not torch.backends.mps.is_available():
             raise RuntimeError(f"DLCOURSE_DEVICE={forced} but Apple MPS is not available here")
         return dev
