@@ -1,0 +1,52 @@
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from dlcourse import notebook
+
+
+def write(tmp_path, *sources, name="nb.ipynb"):
+    cells = [new_markdown_cell("# title")] + [new_code_cell(s) for s in sources]
+    path = tmp_path / name
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
+def test_keeps_definitions_and_drops_training_cells(tmp_path):
+    path = write(
+        tmp_path,
+        "import math\nSIZE = 3 * 4\nLR: float = 1e-3\nmodel = make()\nfor i in range(10**9): pass",
+        "%matplotlib inline\n!nvidia-smi\n@staticmethod\ndef f(x):\n    return x + SIZE",
+        "class A:\n    k = 2\nA().train_forever()",
+        "def f(x):\n    return -x  # redefined later: the later one wins",
+    )
+    ns = notebook.load_trusted(path)
+    assert ns["SIZE"] == 12 and ns["LR"] == 1e-3 and ns["A"].k == 2 and "math" in ns
+    assert "model" not in ns
+    assert ns["f"](1) == -1
+    assert "return -x" in notebook.source_of(path, "f")
+
+
+def test_cells_with_syntax_errors_are_reported_not_fatal(tmp_path):
+    path = write(tmp_path, "def ok():\n    return 1", "def broken(:\n    pass")
+    src, warnings = notebook.definitions(path)
+    assert "def ok" in src and "broken" not in src
+    assert warnings == ["nb.ipynb: cell 2 has a syntax error (line 1)"]
+
+
+def test_nbgrader_test_cells_are_skipped(tmp_path):
+    path = write(tmp_path, "X = 1", "X = 2")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[2].metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t"}
+    nbformat.write(nb, path)
+    assert notebook.load_trusted(path)["X"] == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"cells": 3}'])
+def test_unreadable_notebooks_name_the_file(tmp_path, content):
+    path = tmp_path / "sub.ipynb"
+    path.write_bytes(content)
+    with pytest.raises(notebook.NotebookError, match="sub.ipynb"):
+        notebook.definitions(path)
+    with pytest.raises(notebook.NotebookError, match="no such notebook"):
+        notebook.definitions(tmp_path / "missing.ipynb")
