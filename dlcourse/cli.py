@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="assignment, e.g. cw1")
     s.add_argument("args", nargs=argparse.REMAINDER, help="passed to the training script")
     s.set_defaults(func=_cmd_train_reference)
+
+    from dlcourse.grading.commands import add_subcommands
+
+    add_subcommands(sub)
     return p
 
 

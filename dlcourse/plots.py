@@ -48,3 +48,68 @@ def plot_curves(
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_confusion_matrix(
+    cm: torch.Tensor, classes: Sequence[str], title: str = "Confusion matrix"
+) -> plt.Figure:
+    """Counts with true classes as rows, predicted as columns (as `metrics.confusion_matrix`)."""
+    counts = cm.detach().cpu()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(counts, cmap="Blues")
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    threshold = counts.max().item() / 2
+    for i in ticks:
+        for j in ticks:
+            value = int(counts[i, j])
+            ax.text(j, i, value, ha="center", va="center", fontsize=7,
+                    color="white" if value > threshold else "black")  # fmt: skip
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="images")
+    fig.tight_layout()
+    return fig
+
+
+def show_feature_maps(
+    fmap: torch.Tensor, title: str = "", max_channels: int = 16, ncols: int = 8
+) -> plt.Figure:
+    """The first channels of one image's (C, H, W) activations, each scaled to [0, 1] on its own.
+
+    Channels differ in scale by orders of magnitude; a shared colour scale would show most as blank.
+    """
+    maps = fmap.detach().cpu()[:max_channels].float()
+    lo = maps.amin(dim=(1, 2), keepdim=True)
+    hi = maps.amax(dim=(1, 2), keepdim=True)
+    scaled = (maps - lo) / (hi - lo).clamp_min(1e-8)
+    return show_images(scaled, [f"channel {c}" for c in range(len(maps))], ncols, suptitle=title)
+
+
+def image_grid(
+    images: torch.Tensor,
+    nrow: int = 16,
+    title: str = "",
+    value_range: tuple[float, float] = (0.0, 1.0),
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
+    """Many (N, 1, H, W) images tiled into one picture (one imshow, so 256 samples draw fast).
+
+    `value_range` is what the images span: (0, 1) for VAE means, (-1, 1) for DCGAN samples.
+    """
+    from torchvision.utils import make_grid
+
+    lo, hi = value_range
+    imgs = (images.detach().cpu().float() - lo) / (hi - lo)
+    grid = make_grid(imgs.clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
+    if ax is None:
+        side = min(0.45 * nrow, 9.0)
+        fig, ax = plt.subplots(figsize=(side, side * grid.shape[1] / grid.shape[2] + 0.4))
+    else:
+        fig = ax.figure
+    ax.imshow(grid[0], cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title)
+    ax.axis("off")
+    return fig
