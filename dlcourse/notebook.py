@@ -28,13 +28,20 @@ def _is_constant(node: ast.AST) -> bool:
     return all(isinstance(n, _CONSTANT_NODES) for n in ast.walk(node))
 
 
+def _is_names(target: ast.expr) -> bool:
+    """`x = ...` or `x, y = ...` (also nested): names only, no attributes or subscripts."""
+    if isinstance(target, ast.Tuple | ast.List):
+        return all(_is_names(t) for t in target.elts)
+    return isinstance(target, ast.Name)
+
+
 def _keep(node: ast.stmt) -> bool:
     if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef):
         return True
     if isinstance(node, ast.AsyncFunctionDef):
         return True
     if isinstance(node, ast.Assign):
-        return all(isinstance(t, ast.Name) for t in node.targets) and _is_constant(node.value)
+        return all(_is_names(t) for t in node.targets) and _is_constant(node.value)
     if isinstance(node, ast.AnnAssign):
         return (
             isinstance(node.target, ast.Name)

@@ -39,6 +39,7 @@ def record(path: Path, **entry: Any) -> dict[str, Any]:
     fd, tmp = tempfile.mkstemp(dir=WEIGHTS_DIR, suffix=".json")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the manifest is a normal tracked file
     os.replace(tmp, MANIFEST)
     return files[path.name]
 

@@ -15,13 +15,15 @@ def write(tmp_path, *sources, name="nb.ipynb"):
 def test_keeps_definitions_and_drops_training_cells(tmp_path):
     path = write(
         tmp_path,
-        "import math\nSIZE = 3 * 4\nLR: float = 1e-3\nmodel = make()\nfor i in range(10**9): pass",
+        "import math\nSIZE = 3 * 4\nH, (W, C) = 28, (28, 1)\nself.x = 5\nLR: float = 1e-3\n"
+        "model = make()\nfor i in range(10**9): pass",
         "%matplotlib inline\n!nvidia-smi\n@staticmethod\ndef f(x):\n    return x + SIZE",
         "class A:\n    k = 2\nA().train_forever()",
         "def f(x):\n    return -x  # redefined later: the later one wins",
     )
     ns = notebook.load_trusted(path)
     assert ns["SIZE"] == 12 and ns["LR"] == 1e-3 and ns["A"].k == 2 and "math" in ns
+    assert (ns["H"], ns["W"], ns["C"]) == (28, 28, 1)
     assert "model" not in ns
     assert ns["f"](1) == -1
     assert "return -x" in notebook.source_of(path, "f")

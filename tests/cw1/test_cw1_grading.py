@@ -1,0 +1,141 @@
+"""CW1's hidden tests on the instructor notebook and on submissions with one known bug each.
+
+Each bug must lose exactly the marks of the behaviour it breaks and nothing else; the fixtures
+are made here from the instructor notebook by one textual change each, so they follow the
+notebook as it evolves (a change that no longer applies fails loudly).
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlcourse import course, weights
+
+SOURCE = course.ROOT / "source" / "cw1" / "cw1.ipynb"
+FIXTURES = Path(__file__).parent / "fixtures"
+TIER_TESTS = {
+    "test_model::test_beats_baseline", "test_model::test_tier_1", "test_model::test_tier_2",
+    "test_model::test_tier_3",
+}  # fmt: skip
+MODEL_TESTS = TIER_TESTS | {
+    "test_model::test_weights_load", "test_model::test_parameter_limit",
+    "test_model::test_evaluation_time",
+}  # fmt: skip
+CONV_TESTS = {
+    f"test_conv2d::test_conv_{t}"
+    for t in ("forward_square_kernel", "rectangular_kernel", "padding", "stride", "without_bias",
+              "batch_of_one", "gradients")
+}  # fmt: skip
+
+# name: (cell grade_id, text in the instructor's solution, the buggy replacement, tests it fails)
+BUGS = {
+    "conv_flipped": (
+        "cw1_conv2d",
+        "out = self.w.reshape(self.out_channels, -1) @ cols",
+        "out = self.w.flip(2, 3).reshape(self.out_channels, -1) @ cols",
+        CONV_TESTS,
+    ),
+    "stride_ignored": (
+        "cw1_conv2d",
+        "self.kernel_size, self.stride, self.padding\n",
+        "self.kernel_size, (1, 1), self.padding\n",
+        {"test_conv2d::test_conv_stride"},
+    ),
+    "biased_running_var": (
+        "cw1_batchnorm",
+        "unbiased = var * count / max(count - 1, 1)",
+        "unbiased = var",
+        {"test_batchnorm::test_bn_running_var"},
+    ),
+}
+
+
+def _cells(nb):
+    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+
+
+def _submission(root: Path, name: str, nb, weight_file: Path) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "cw1.ipynb")
+    shutil.copy(weight_file, folder / "cw1_model.pt")
+    return folder
+
+
+def _with_bug(grade_id: str, old: str, new: str):
+    nb = nbformat.read(SOURCE, as_version=4)
+    cell = _cells(nb)[grade_id]
+    assert cell.source.count(old) == 1, f"fixture text no longer in {grade_id}: {old!r}"
+    cell.source = cell.source.replace(old, new)
+    return nb
+
+
+def _baseline_model():
+    """The instructor notebook with its reference MyResNet removed: MyResNet is the baseline."""
+    nb = nbformat.read(SOURCE, as_version=4)
+    cell = _cells(nb)["cw1_model"]
+    pattern = r"### BEGIN SOLUTION\n.*?### END SOLUTION\n?"
+    assert len(re.findall(pattern, cell.source, flags=re.S)) == 1
+    cell.source = re.sub(pattern, "", cell.source, flags=re.S)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict[str, dict]:
+    reference = weights.WEIGHTS_DIR / "cw1_model.pt"
+    if not reference.is_file():
+        pytest.fail("weights/cw1_model.pt is missing: run `dlcourse train-reference cw1`")
+    root = tmp_path_factory.mktemp("cw1-submissions")
+    subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), reference)]
+    for name, (grade_id, old, new, _) in BUGS.items():
+        subs.append(_submission(root, name, _with_bug(grade_id, old, new), reference))
+    baseline_weights = weights.WEIGHTS_DIR / "cw1_baseline.pt"
+    subs.append(_submission(root, "wrong_architecture", nbformat.read(SOURCE, 4), baseline_weights))
+    # Made with `dlcourse train-reference cw1 --baseline --epochs 1 --max-steps 40 --out
+    # tests/cw1/fixtures/cw1_below_baseline.pt` (0.679 test accuracy).
+    below = FIXTURES / "cw1_below_baseline.pt"
+    subs.append(_submission(root, "below_baseline", _baseline_model(), below))
+    subs.append(_submission(root, "baseline_unchanged", _baseline_model(), baseline_weights))
+    out = root / "grades"
+    cmd = [sys.executable, "-m", "dlcourse", "grade", "--assignment", "cw1", "--jobs", "2",
+           "--out", str(out), *map(str, subs)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {s.name: json.loads((out / s.name / "results.json").read_text()) for s in subs}
+
+
+def _failed(doc: dict) -> set[str]:
+    return {t["name"] for t in doc["tests"] if t["score"] < t["max_score"]}
+
+
+@pytest.mark.slow
+def test_instructor_passes_every_hidden_test(graded):
+    doc = graded["instructor"]
+    assert not _failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
+    assert doc["score"] == doc["max_score"] == 75
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_bug_loses_exactly_its_marks(graded, bug):
+    assert _failed(graded[bug]) == BUGS[bug][3]
+
+
+@pytest.mark.slow
+def test_wrong_architecture_loses_every_model_mark(graded):
+    doc = graded["wrong_architecture"]
+    assert _failed(doc) == MODEL_TESTS
+    load = next(t for t in doc["tests"] if t["name"] == "test_model::test_weights_load")
+    assert "does not fit MyResNet" in load["output"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["below_baseline", "baseline_unchanged"])
+def test_model_not_above_baseline_loses_the_tier_marks_only(graded, name):
+    assert _failed(graded[name]) == TIER_TESTS
