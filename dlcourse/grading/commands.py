@@ -1,0 +1,153 @@
+"""The grading subcommands of `dlcourse`: validate, grade, autograde, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from dlcourse import course
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Register the grading subcommands on the `dlcourse` parser."""
+    s = sub.add_parser("validate", help="pre-deadline check of one submission (public tests only)")
+    s.add_argument("submission", type=Path)
+    s.add_argument("--assignment", required=True)
+    s.add_argument("--junit", type=Path, help="also write a JUnit XML report here")
+    _common(s)
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("grade", help="hidden tests on submissions, each in its own sandbox")
+    s.add_argument("submissions", nargs="+", type=Path)
+    s.add_argument("--assignment", required=True)
+    s.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel")
+    s.add_argument("--out", type=Path, help="default: grades/<assignment>/")
+    s.add_argument("--force", action="store_true", help="re-grade already graded submissions")
+    _common(s)
+    s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("autograde", help="nbgrader autograde + isolated tests into the gradebook")
+    s.add_argument("assignment")
+    s.add_argument("--root", type=Path, default=course.ROOT, help="course directory")
+    s.add_argument("--db", help="gradebook URL (default sqlite:///<root>/gradebook.db)")
+    s.add_argument("--jobs", type=int, default=1)
+    s.add_argument("--force", action="store_true", help="re-grade already graded submissions")
+    _common(s)
+    s.set_defaults(func=cmd_autograde)
+
+    s = sub.add_parser("demo", help="release, grade an embedded cohort, print the mark table")
+    s.add_argument("--dir", type=Path, default=course.ROOT / "demo", help="scratch course dir")
+    s.set_defaults(func=cmd_demo)
+
+
+def _common(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--tests", type=Path, help="hidden tests folder (default grader_tests/<a>/)")
+    s.add_argument("--no-sandbox", action="store_true", help="skip bubblewrap (still limited)")
+
+
+def _spec(args: argparse.Namespace):
+    from dlcourse.grading import spec
+
+    return spec.load(args.assignment, args.tests)
+
+
+def _sandbox(args: argparse.Namespace) -> bool | None:
+    return False if args.no_sandbox else None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from dlcourse.grading import runner
+    from dlcourse.grading.student import Student, StudentError
+
+    try:
+        spec = _spec(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.submission.is_dir():
+        print(f"error: {args.submission} is not a folder", file=sys.stderr)
+        return 2
+    problems = [f"missing {f}" for f in spec.missing_files(args.submission)]
+    checker = Student(args.submission, spec, sandbox=False)
+    for w in spec.weights:
+        if (args.submission / w).is_file():
+            try:
+                checker.state_dict(w)
+            except StudentError as exc:
+                problems.append(str(exc))
+    with tempfile.TemporaryDirectory() as tmp:
+        doc = runner.grade_submission(
+            args.submission, spec, Path(tmp), _sandbox(args), public_only=True
+        )
+    for t in doc["tests"]:
+        ok = t["extra_data"]["outcome"] == "passed"
+        print(f"{'PASS' if ok else 'FAIL'}  {t['name']}" + ("" if ok else f"\n      {t['output']}"))
+        if not ok:
+            problems.append(f"{t['name']}: {t['output']}")
+    if doc["output"]:
+        print("\n".join(f"note: {n}" for n in doc["output"].splitlines()))
+    if args.junit:
+        _junit(doc, args.junit)
+    print(f"{'OK' if not problems else 'NOT READY'}: {args.submission} for {spec.name}")
+    for p in problems:
+        print(f"  - {p}")
+    return 0 if not problems else 1
+
+
+def _junit(doc: dict, path: Path) -> None:
+    """JUnit XML of the public tests (names and messages only, as in feedback)."""
+    tests = doc["tests"]
+    suite = ET.Element("testsuite", name="dlcourse-validate", tests=str(len(tests)))
+    suite.set("failures", str(sum(t["extra_data"]["outcome"] != "passed" for t in tests)))
+    for t in tests:
+        case = ET.SubElement(suite, "testcase", name=t["name"], classname="validate")
+        if t["extra_data"]["outcome"] != "passed":
+            ET.SubElement(case, "failure", message=t["output"][:200]).text = t["output"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from dlcourse.grading import runner
+
+    try:
+        spec = _spec(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bad = [str(s) for s in args.submissions if not s.is_dir()]
+    if bad:
+        print(f"error: not submission folders: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    out = args.out or course.ROOT / "grades" / spec.name
+    docs = runner.grade_many(args.submissions, spec, out, args.jobs, args.force, _sandbox(args))
+    for sid, doc in sorted(docs.items()):
+        print(f"{sid}: {doc['score']:g}/{doc['max_score']:g} ({doc['extra_data']['status']})")
+    print(f"results: {out}/<submission>/results.json and summary.txt; cohort: {out}/marks.csv")
+    return 0
+
+
+def cmd_autograde(args: argparse.Namespace) -> int:
+    from dlcourse.grading import autograde
+
+    try:
+        spec = _spec(args)
+        reports = autograde.autograde(
+            args.assignment, spec, args.root, args.db, args.jobs, args.force, _sandbox(args)
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(autograde.table(reports))
+    out = Path(args.root).resolve() / "grades" / args.assignment
+    print(f"marks: {out}/marks_with_notebook.csv; feedback: {Path(args.root).resolve()}/feedback/")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dlcourse.grading import demo
+
+    return demo.main(args.dir)

@@ -1,0 +1,141 @@
+"""pytest plugin loaded by the grader (`-p dlcourse.grading.plugin`) for one submission.
+
+It provides the `student` fixture, requires `@points` on every test, and writes the
+Gradescope-format results.json. Outputs carry the failure message only, never the hidden
+test's code: a bare `assert` shows as "a hidden check failed".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from dlcourse.grading import results, spec
+from dlcourse.grading.student import Student, StudentError
+from dlcourse.sandbox import WorkerError
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("dlcourse grading")
+    g.addoption("--submission", help="the submission folder")
+    g.addoption("--assignment", help="assignment name")
+    g.addoption("--results", help="where to write results.json")
+    g.addoption("--public-only", action="store_true", help="run only @public tests")
+    g.addoption("--no-sandbox", action="store_true", help="do not use bubblewrap")
+
+
+class Recorder:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.tests: list[dict] = []
+        self.student: Student | None = None
+        self.t0 = time.perf_counter()
+
+    def get_student(self) -> Student:
+        if self.student is None:
+            opt = self.config.getoption
+            tests_dir = Path(self.config.args[0]) if self.config.args else None
+            s = spec.load(opt("--assignment"), tests_dir)
+            sandbox = False if opt("--no-sandbox") else None
+            self.student = Student(Path(opt("--submission")), s, sandbox)
+        return self.student
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        missing = [i.nodeid for i in items if not hasattr(_function(i), "_dlcourse_points")]
+        if missing:
+            raise pytest.UsageError(f"tests without @points: {', '.join(missing)}")
+        if config.getoption("--public-only"):
+            keep = [i for i in items if getattr(_function(i), "_dlcourse_public", False)]
+            config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+            items[:] = keep
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        rep = yield
+        if rep.when == "call" or (rep.when == "setup" and not rep.passed):
+            self.tests.append(_record(item, rep, call))
+        return rep
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        out = self.config.getoption("--results")
+        if not out:
+            return
+        st = self.student
+        notes = []
+        if st is not None:
+            notes.append(st.worker.note)
+            notes += [f"notebook: {w}" for w in st.load_warnings]
+            missing = st.spec.missing_files(st.path)
+            notes += [f"missing file: {f}" for f in missing]
+        doc = results.build(
+            self.tests,
+            notes=notes,
+            extra={
+                "assignment": self.config.getoption("--assignment"),
+                "submission": self.config.getoption("--submission"),
+                "sandboxed": st.worker.sandboxed if st else None,
+                "timings": {**(st.timings if st else {}), "total_s": self._elapsed()},
+            },
+        )
+        Path(out).write_text(json.dumps(doc, indent=2) + "\n")
+        if st is not None:
+            st.close()
+
+    def _elapsed(self) -> float:
+        return round(time.perf_counter() - self.t0, 3)
+
+
+def _function(item: pytest.Item):
+    return getattr(item, "function", None)
+
+
+def _message(exc: BaseException) -> tuple[str, str]:
+    """(outcome, output) for a failed test, without the hidden test's source."""
+    if isinstance(exc, StudentError | WorkerError):
+        return "error", f"error: {exc}"
+    if isinstance(exc, AssertionError):
+        text = str(exc)
+        text = text.split("\nassert ")[0] if not text.startswith("assert ") else ""
+        lines = text.strip().splitlines()[:8]
+        return "failed", "\n".join(lines)[:1000] or "a hidden check failed"
+    return "error", f"error: {type(exc).__name__}: {str(exc)[:500]}"
+
+
+def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) -> dict:
+    fn = _function(item)
+    max_score = getattr(fn, "_dlcourse_points", 0.0)
+    if rep.passed:
+        outcome, output = "passed", ""
+    elif rep.skipped:
+        outcome, output = "error", "error: skipped by the grader"
+    else:
+        outcome, output = _message(call.excinfo.value) if call.excinfo else ("error", "error")
+    doc = (fn.__doc__ or "").strip().splitlines()
+    return {
+        "name": f"{item.module.__name__.rsplit('.', 1)[-1]}::{item.name}",
+        "description": doc[0] if doc else "",
+        "max_score": max_score,
+        "score": max_score if outcome == "passed" else 0.0,
+        "outcome": outcome,
+        "output": output,
+        "public": bool(getattr(fn, "_dlcourse_public", False)),
+        "grade_cell": getattr(item.module, "GRADE_CELL", None),
+    }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    recorder = Recorder(config)
+    config.pluginmanager.register(recorder, "dlcourse-recorder")
+    config._dlcourse_recorder = recorder  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def student(request: pytest.FixtureRequest) -> Student:
+    """The submission being graded (see grader_tests/README.md)."""
+    return request.config._dlcourse_recorder.get_student()

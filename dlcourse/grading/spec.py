@@ -1,0 +1,53 @@
+"""An assignment's grading spec: grader_tests/<assignment>/assignment.toml."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlcourse.course import GRADER_TESTS
+from dlcourse.sandbox import Limits
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    tests_dir: Path
+    notebook: str
+    weights: tuple[str, ...]
+    limits: Limits
+
+    def missing_files(self, submission: Path) -> list[str]:
+        """The files this spec requires that the submission folder lacks."""
+        return [f for f in (self.notebook, *self.weights) if not (Path(submission) / f).is_file()]
+
+
+def load(assignment: str, tests_dir: Path | None = None) -> Spec:
+    """The spec of `assignment` (from grader_tests/, or `tests_dir` for fixture assignments)."""
+    tests_dir = Path(tests_dir or GRADER_TESTS / assignment).resolve()
+    path = tests_dir / "assignment.toml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no grading spec; see grader_tests/README.md")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    if "notebook" not in data:
+        raise ValueError(f'{path}: `notebook = "name.ipynb"` is required')
+    known = set(Limits.__dataclass_fields__)
+    limits = data.get("limits", {})
+    if unknown := set(limits) - known:
+        raise ValueError(f"{path}: unknown [limits] keys {sorted(unknown)}; known: {sorted(known)}")
+    return Spec(
+        name=assignment,
+        tests_dir=tests_dir,
+        notebook=data["notebook"],
+        weights=tuple(data.get("weights", [])),
+        limits=Limits(**limits),
+    )

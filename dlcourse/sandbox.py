@@ -1,0 +1,362 @@
+"""Run a student worker in its own process: bubblewrap where it works, resource limits always.
+
+The worker sees the Python installation, the `dlcourse` package and one submission folder
+(read-only), with no network and a private /tmp. It does not see the course repository, the
+hidden tests, the datasets (labels) or other submissions. Without a working bubblewrap it
+still runs in a separate, limited process, and `Worker.sandboxed` says so.
+
+`import torch` on the CUDA build maps about 3.2 GB of address space before touching any
+memory, so RLIMIT_AS alone cannot enforce a memory limit near that size: the address-space
+limit is set with headroom as a backstop, and the real limit is the grader watching the
+resident memory of the worker's process tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from dlcourse.grading import protocol
+
+BWRAP = Path("/usr/bin/bwrap")
+PACKAGE_DIR = Path(__file__).resolve().parent
+AS_HEADROOM_MB = 4096  # address space the CUDA build of torch maps at import (measured 3.2 GB)
+HIDDEN_DIRS = ("/usr/share/datasets", str(PACKAGE_DIR / "reference"))
+SANDBOX_MOUNT = "/submission"
+POLL_S = 0.05
+MAX_PROCESSES = 64  # root ignores RLIMIT_NPROC, so the grader counts the worker's processes
+STARTUP_S = 120.0  # Python + torch imports; not counted against the call limit
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-submission limits from assignment.toml `[limits]`."""
+
+    wall_s: float = 900.0  # all calls of one submission together
+    call_s: float = 120.0  # one probe call (also the notebook load)
+    memory_mb: int = 6144  # resident memory of the worker's process tree
+    file_mb: int = 64  # largest file the worker may write (its log included)
+
+
+class WorkerError(RuntimeError):
+    """The worker could not answer: it timed out, ran out of memory, or died. `cause` says which."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+@functools.cache
+def bwrap_works() -> bool:
+    """Whether bubblewrap can build our sandbox on this machine (tried once per process)."""
+    if not BWRAP.exists():
+        return False
+    cmd = [*_bwrap_args(Path(tempfile.gettempdir())), sys.executable, "-c", "pass"]
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _bwrap_args(submission: Path) -> list[str]:
+    args = [str(BWRAP), "--unshare-all", "--die-with-parent", "--new-session"]
+    args += ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+        p = Path(top)
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), top]
+        elif p.is_dir():
+            args += ["--ro-bind", top, top]
+    args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for d in {Path(sys.base_prefix).resolve(), Path(sys.prefix), PACKAGE_DIR}:
+        if not str(d).startswith("/usr/"):
+            args += ["--ro-bind", str(d), str(d)]
+    for d in HIDDEN_DIRS:
+        if Path(d).is_dir():
+            args += ["--tmpfs", d]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
+    args += ["--ro-bind", str(submission), SANDBOX_MOUNT, "--chdir", SANDBOX_MOUNT]
+    return args
+
+
+def _environment() -> dict[str, str]:
+    # CPU only, one thread: deterministic results, and parallel grading jobs do not thrash.
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "DLCOURSE_GRADE_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp",
+    }
+
+
+def _set_limits(limits: Limits) -> None:
+    cpu = math.ceil(limits.wall_s)
+    memory = (limits.memory_mb + AS_HEADROOM_MB) * 2**20
+    fsize = limits.file_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a full log fails writes; it does not kill
+
+
+def _describe_exit(code: int, sandboxed: bool) -> str:
+    sig = -code if code < 0 else (code - 128 if sandboxed and code > 128 else 0)
+    if sig == signal.SIGXCPU:
+        return "the student process used up its CPU-time limit"
+    if sig == signal.SIGKILL:
+        return "the student process was killed (SIGKILL), most likely out of memory"
+    if sig:
+        return f"the student process died from signal {signal.Signals(sig).name}"
+    return f"the student process exited with code {code} (sys.exit or os._exit in its code?)"
+
+
+class Worker:
+    """One student process for one submission; answers `request`s until it dies or is closed."""
+
+    def __init__(
+        self,
+        submission: Path,
+        limits: Limits,
+        sandbox: bool | None = None,
+        setup: dict[str, Any] | None = None,
+    ) -> None:
+        self.submission = Path(submission).resolve()
+        self.setup = setup  # sent first to every process started (e.g. load the notebook)
+        self.setup_reply: dict[str, Any] | None = None
+        self.limits = limits
+        self.sandboxed = bwrap_works() if sandbox is None else sandbox
+        self.budget_s = limits.wall_s  # shared by every process started for this submission
+        self.proc: subprocess.Popen | None = None
+        self._copy: tempfile.TemporaryDirectory | None = None
+        self.start_seconds = 0.0
+        self._log = tempfile.TemporaryFile()
+
+    @property
+    def note(self) -> str:
+        if self.sandboxed:
+            return "student code ran in a bubblewrap sandbox (no network, no grader files)"
+        return (
+            "NOT SANDBOXED: bubblewrap is unavailable; student code ran in a limited process only"
+        )
+
+    def start(self) -> None:
+        """Start the process, wait until it has imported torch, then send `setup`."""
+        t0 = time.perf_counter()
+        req_r, self._req_w = os.pipe()
+        self._resp_r, resp_w = os.pipe()
+        cmd = [sys.executable, "-m", "dlcourse.grading.worker", str(req_r), str(resp_w)]
+        cwd = self.submission
+        if self.sandboxed:
+            cmd = [*_bwrap_args(self.submission), *cmd]
+        else:  # no read-only mount: work on a copy so the submission cannot be changed
+            if self._copy is None:
+                self._copy = tempfile.TemporaryDirectory(prefix="dlcourse-submission-")
+                shutil.copytree(self.submission, self._copy.name, dirs_exist_ok=True)
+            cwd = Path(self._copy.name)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            pass_fds=(req_r, resp_w),
+            cwd=cwd,
+            env=_environment(),
+            preexec_fn=functools.partial(_set_limits, self.limits),
+            start_new_session=True,
+        )
+        os.close(req_r)
+        os.close(resp_w)
+        os.set_blocking(self._req_w, False)  # a worker that stops reading must not block us
+        self._buffer = bytearray()
+        try:
+            self._read_reply(t0, STARTUP_S, "starting Python and torch")
+        except EOFError:
+            raise WorkerError(self._death_cause()) from None
+        finally:
+            self.start_seconds = time.perf_counter() - t0
+            self.budget_s -= self.start_seconds
+        if self.setup is not None:
+            self.setup_reply = self._exchange(self.setup)
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and wait for the reply within the call and wall-clock limits.
+
+        A dead worker is restarted (and set up again) first; a reply that never comes kills it.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            self._close_fds()
+            self.start()
+        return self._exchange(message)
+
+    def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self.budget_s <= 0:
+            self.close()
+            raise WorkerError(
+                f"the submission used up its wall-clock budget of {self.limits.wall_s:g} s"
+            )
+        t0 = time.perf_counter()
+        try:
+            self._send(protocol.encode(message), t0)
+            return self._read_reply(t0, self.limits.call_s, "call")
+        except (BrokenPipeError, EOFError):
+            raise WorkerError(self._death_cause()) from None
+        finally:
+            self.budget_s -= time.perf_counter() - t0
+
+    def _send(self, data: bytes, t0: float) -> None:
+        view = memoryview(data)
+        while view:
+            self._check(t0, self.limits.call_s, "call")
+            _, ready, _ = select.select([], [self._req_w], [], POLL_S)
+            if ready:
+                try:
+                    view = view[os.write(self._req_w, view[: 2**16]) :]
+                except BlockingIOError:
+                    continue
+
+    def _check(self, t0: float, limit: float, what: str) -> None:
+        """Kill the worker if it is over its time or memory limit, with the cause."""
+        timeout = min(limit, self.budget_s)
+        if time.perf_counter() - t0 > timeout:
+            self.close()
+            if timeout < limit:
+                raise WorkerError(
+                    f"the submission used up its wall-clock budget of {self.limits.wall_s:g} s"
+                )
+            raise WorkerError(f"timed out after {limit:g} s ({what} limit)")
+        count, rss = self._tree()
+        if count > MAX_PROCESSES:
+            self.close()
+            raise WorkerError(
+                f"the student process started {count} processes (limit {MAX_PROCESSES})"
+            )
+        if rss > self.limits.memory_mb:
+            self.close()
+            raise WorkerError(
+                f"out of memory: the student process used {rss:.0f} MB "
+                f"(limit {self.limits.memory_mb} MB)"
+            )
+
+    def _read_reply(self, t0: float, limit: float, what: str) -> dict[str, Any]:
+        while True:
+            self._check(t0, limit, what)
+            ready, _, _ = select.select([self._resp_r], [], [], POLL_S)
+            if ready:
+                chunk = os.read(self._resp_r, 2**20)
+                if not chunk:
+                    raise EOFError
+                self._buffer += chunk
+                reply = self._parse()
+                if reply is not None:
+                    return reply
+
+    def _parse(self) -> dict[str, Any] | None:
+        if len(self._buffer) < protocol.HEADER.size:
+            return None
+        (length,) = protocol.HEADER.unpack_from(self._buffer)
+        if length > protocol.MAX_MESSAGE_BYTES:
+            self.close()
+            raise WorkerError(f"the student process sent a reply of {length} bytes (too large)")
+        end = protocol.HEADER.size + length
+        if len(self._buffer) < end:
+            return None
+        data = bytes(self._buffer[protocol.HEADER.size : end])
+        del self._buffer[:end]
+        try:
+            reply = protocol.decode(data)
+        except protocol.ProtocolError as exc:
+            self.close()
+            raise WorkerError(f"the student process sent an unreadable reply ({exc})") from None
+        if not isinstance(reply, dict) or "ok" not in reply:
+            self.close()
+            raise WorkerError("the student process sent a malformed reply")
+        return reply
+
+    def _tree(self) -> tuple[int, float]:
+        """Number of processes in the worker's tree and their resident memory in MB."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0, 0.0
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return len(procs), total / 2**20
+
+    def _death_cause(self) -> str:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return "the student process closed its channel and had to be killed"
+        self._close_fds()
+        tail = " ".join(self.output_tail().split())
+        cause = _describe_exit(code, self.sandboxed)
+        return f"{cause}; its last output: {tail}" if tail else cause
+
+    def output_tail(self, limit: int = 300) -> str:
+        """The end of what the student process printed (capped by the worker)."""
+        self._log.seek(0, os.SEEK_END)
+        size = self._log.tell()
+        self._log.seek(max(0, size - limit))
+        return self._log.read().decode("utf-8", "replace")
+
+    def _close_fds(self) -> None:
+        for name in ("_req_w", "_resp_r"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, None)
+
+    def close(self) -> None:
+        """Kill the process (and its whole session) and release the pipes."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self._close_fds()
+
+    def cleanup(self) -> None:
+        """Close, and remove the working copy used when not sandboxed."""
+        self.close()
+        if self._copy is not None:
+            self._copy.cleanup()
+            self._copy = None
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

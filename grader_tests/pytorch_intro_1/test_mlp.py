@@ -1,0 +1,100 @@
+"""Hidden tests for the trained MLP of pytorch_intro_1 (grade cell intro1_mlp_hidden, 10 points).
+
+The reference weights (weights/intro1_mlp.pt, 5 epochs) reach 0.871 test accuracy
+(weights/manifest.json); the top tier sits 1.1 points below that.
+"""
+
+import torch
+
+from dlcourse import data, metrics
+from dlcourse.grading import points, public
+from dlcourse.grading.student import StudentError
+
+GRADE_CELL = "intro1_mlp_hidden"
+WEIGHTS = "intro1_mlp.pt"
+N_PARAMS = 784 * 256 + 256 + 256 * 10 + 10  # MLP(hidden=256) as the notebook specifies
+_cache: dict = {}
+
+
+def probe_load(ns):
+    ns.load_model("MLP", "intro1_mlp.pt", hidden=256)
+    return True
+
+
+def probe_logits(ns, x):
+    model = ns.load_model("MLP", "intro1_mlp.pt", hidden=256)
+    with torch.no_grad():
+        return torch.cat([model(xb) for xb in x.split(1000)])
+
+
+def test_split() -> data.Split:
+    if "test" not in _cache:
+        _cache["test"] = data.load_fashion_mnist(smoke=False).test
+    return _cache["test"]
+
+
+def test_logits(student) -> torch.Tensor:
+    """The student's logits on the 10,000 test images, computed once (or its error, once)."""
+    if "logits" not in _cache:
+        try:
+            _cache["logits"] = student.run(probe_logits, x=test_split().x)
+        except StudentError as exc:
+            _cache["logits"] = exc
+    if isinstance(_cache["logits"], StudentError):
+        raise _cache["logits"]
+    return _cache["logits"]
+
+
+test_split.__test__ = test_logits.__test__ = False  # helpers, not tests
+
+
+@public
+@points(2)
+def test_weights_load_strictly(student):
+    """intro1_mlp.pt loads into MLP(hidden=256) with strict=True."""
+    assert student.run(probe_load) is True
+
+
+@public
+@points(1)
+def test_logits_shape(student):
+    """MLP maps (N, 1, 28, 28) images to (N, 10) finite logits."""
+    out = student.run(probe_logits, x=torch.rand(5, 1, 28, 28))
+    assert isinstance(out, torch.Tensor), f"the model returned a {type(out).__name__}"
+    assert out.shape == (5, 10), f"logits of shape {tuple(out.shape)}, expected (5, 10)"
+    assert torch.isfinite(out).all(), "the logits contain NaN or inf"
+
+
+@public
+@points(1)
+def test_parameter_count(student):
+    """The weights are those of MLP(hidden=256): 203,530 parameters."""
+    n = sum(t.numel() for t in student.state_dict(WEIGHTS).values())
+    assert n == N_PARAMS, f"{n} parameters in {WEIGHTS}, expected {N_PARAMS}"
+
+
+def _accuracy(student) -> float:
+    logits = test_logits(student)
+    assert logits.shape == (10000, 10), f"logits of shape {tuple(logits.shape)} for 10000 images"
+    return metrics.accuracy(logits, test_split().y)
+
+
+@points(2)
+def test_accuracy_above_80(student):
+    """Test accuracy at least 0.80."""
+    acc = _accuracy(student)
+    assert acc >= 0.80, f"test accuracy {acc:.3f} is below 0.80"
+
+
+@points(2)
+def test_accuracy_above_83(student):
+    """Test accuracy at least 0.83."""
+    acc = _accuracy(student)
+    assert acc >= 0.83, f"test accuracy {acc:.3f} is below 0.83"
+
+
+@points(2)
+def test_accuracy_above_86(student):
+    """Test accuracy at least 0.86."""
+    acc = _accuracy(student)
+    assert acc >= 0.86, f"test accuracy {acc:.3f} is below 0.86"

@@ -1,0 +1,165 @@
+"""Every containment case of issue 3 point 4: a fixture submission, its message and its marks.
+
+All cases are graded in one batch (two at a time), as a course would grade a cohort: the batch
+must finish, each case must get exactly its marks, and no submission file may change.
+"""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dlcourse.grading import runner
+from dlcourse.sandbox import bwrap_works
+
+SUBMISSIONS = Path(__file__).resolve().parents[1] / "fixtures" / "grading" / "submissions"
+
+ALL = [
+    "test_add", "test_logits_shape", "test_parameter_count",
+    "test_logits_finite", "test_accuracy", "test_add_has_no_loop",
+]  # fmt: skip
+LOGITS = ["test_logits_shape", "test_logits_finite", "test_accuracy"]
+
+
+def each(tests, outcome, text):
+    return {t: (outcome, text) for t in tests}
+
+
+NO_NOTEBOOK = [t for t in ALL if t != "test_parameter_count"]
+NEEDS_WEIGHTS = [*LOGITS, "test_parameter_count"]
+# case -> (score out of 7, {test: (outcome, text in its output)}); unlisted tests pass.
+CASES = {
+    "good": (7, {}),
+    "missing_notebook": (1, each(NO_NOTEBOOK, "error", "missing toy.ipynb")),
+    "corrupt_notebook": (1, each(NO_NOTEBOOK, "error", "toy.ipynb is not a readable notebook")),
+    "missing_weights": (2, each(NEEDS_WEIGHTS, "error", "missing weight file toy.pt")),
+    "corrupt_weights": (
+        2,
+        each(NEEDS_WEIGHTS, "error", "toy.pt cannot be loaded with torch.load(weights_only=True)"),
+    ),
+    "misshaped_weights": (
+        3,
+        each(
+            LOGITS,
+            "error",
+            "toy.pt does not fit Net: Error(s) in loading state_dict for Net: "
+            "size mismatch for fc1.weight",
+        ),
+    ),
+    "nan_output": (
+        4,
+        {
+            "test_logits_finite": ("failed", "the logits contain NaN or inf"),
+            "test_accuracy": ("failed", "is below 0.95"),
+        },
+    ),
+    "raising": (
+        2,
+        {
+            "test_add": ("error", "ValueError: add is not written yet"),
+            **each(LOGITS, "error", "RuntimeError: forward is not written yet"),
+        },
+    ),
+    "hanging": (3, each(LOGITS, "error", "timed out after 10 s (call limit)")),
+    "memory": (3, each(LOGITS, "error", "out of memory: the student process used")),
+    "prints": (7, {}),
+    "monkeypatch": (5, {"test_accuracy": ("failed", "accuracy 0.355 is below 0.95")}),
+    "snoop": (7, {}),
+}
+
+pytestmark = pytest.mark.skipif(not bwrap_works(), reason="needs a working bubblewrap")
+
+
+@pytest.fixture(scope="module")
+def graded(once, toy_spec, hash_tree):
+    def build(out):
+        before = {c: hash_tree(SUBMISSIONS / c) for c in CASES}
+        subs = [SUBMISSIONS / c for c in CASES]
+        docs = runner.grade_many(subs, toy_spec, out, jobs=2, progress=False)
+        return {
+            "docs": docs,
+            "before": before,
+            "after": {c: hash_tree(SUBMISSIONS / c) for c in CASES},
+        }
+
+    out, r = once("containment", build)
+    return r["docs"], out, r["before"], r["after"]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_case_message_and_marks(graded, case):
+    docs, _, _, _ = graded
+    doc = docs[case]
+    score, expected = CASES[case]
+    tests = {t["name"].split("::")[1]: t for t in doc["tests"]}
+    assert list(tests) == ALL
+    for name, t in tests.items():
+        outcome, text = expected.get(name, ("passed", ""))
+        assert t["extra_data"]["outcome"] == outcome, (name, t["output"])
+        assert text in t["output"], (name, t["output"])
+        if outcome == "error":
+            assert t["output"].startswith("error: "), t["output"]
+    assert doc["score"] == score and doc["max_score"] == 7
+    errors = sum(o == "error" for o, _ in expected.values())
+    assert doc["extra_data"]["status"] == (
+        f"error ({errors} tests could not be computed)" if errors else "complete"
+    )
+    assert "bubblewrap sandbox" in doc["output"]
+
+
+def test_submissions_unmodified(graded):
+    _, _, before, after = graded
+    assert before == after
+
+
+def test_outputs_written(graded):
+    docs, out, _, _ = graded
+    for case in CASES:
+        gs = json.loads((out / case / "results.json").read_text())
+        assert {"score", "max_score", "tests"} <= set(gs)
+        assert all(
+            {"name", "score", "max_score", "output", "visibility"} <= set(t) for t in gs["tests"]
+        )
+        summary = (out / case / "summary.txt").read_text()
+        assert summary.startswith(f"toy - {case}: {gs['score']:g}/7")
+    rows = {r["submission"]: r for r in csv.DictReader((out / "marks.csv").open())}
+    assert set(rows) == set(CASES)
+    assert rows["hanging"]["test_toy::test_accuracy"] == "error"
+    assert rows["nan_output"]["test_toy::test_accuracy"] == "0"
+    assert rows["good"]["score"] == "7"
+
+
+def test_feedback_hides_test_code(graded):
+    docs, _, _, _ = graded
+    text = json.dumps(docs)
+    for secret in ("TEACHER", "probe_logits(ns", "assert acc", "def test_"):
+        assert secret not in text
+
+
+def test_load_warning_names_the_statement(graded):
+    docs, _, _, _ = graded
+    assert "import not_a_module') raised ModuleNotFoundError" in docs["raising"]["output"]
+
+
+def test_resumable(graded, toy_spec, tmp_path):
+    """An already graded submission is skipped (its results.json is not rewritten)."""
+    _, out, _, _ = graded
+    (tmp_path / "good").mkdir()
+    shutil.copy(out / "good" / "results.json", tmp_path / "good" / "results.json")
+    mtime = (tmp_path / "good" / "results.json").stat().st_mtime_ns
+    docs = runner.grade_many([SUBMISSIONS / "good"], toy_spec, tmp_path, progress=False)
+    assert (tmp_path / "good" / "results.json").stat().st_mtime_ns == mtime
+    assert docs["good"]["score"] == 7
+    assert "good,7,7,complete" in (tmp_path / "marks.csv").read_text()
+
+
+def test_unsandboxed_run_says_so_and_sees_more(tmp_path, toy_spec, hash_tree):
+    """Without bubblewrap the snoop fixture reaches grader files: what the sandbox prevents."""
+    before = hash_tree(SUBMISSIONS / "snoop")
+    doc = runner.grade_submission(SUBMISSIONS / "snoop", toy_spec, tmp_path, sandbox=False)
+    assert "NOT SANDBOXED" in doc["output"]
+    add = next(t for t in doc["tests"] if t["name"].endswith("::test_add"))
+    assert add["extra_data"]["outcome"] == "failed"  # snoop() found files, so add() is off
+    assert hash_tree(SUBMISSIONS / "snoop") == before  # it tried to append to toy.ipynb
