@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint release data system-deps clean-demo
+.PHONY: demo test lint release data system-deps
 
 demo: $(STAMP) data
 	$(PY) -m dlcourse demo
