@@ -1,0 +1,131 @@
+"""CW2's hidden tests on the instructor submission and on submissions with one known fault each.
+
+Each fault must lose exactly the marks of the behaviour it breaks and nothing else. Fixtures are
+made here from the instructor notebook (one textual change each) and the reference weights in
+weights/, so they follow the notebook as it evolves (a change that no longer applies fails loudly).
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from dlcourse import course, weights
+
+SOURCE = course.ROOT / "source" / "cw2" / "cw2.ipynb"
+WEIGHT_FILES = ("vae_model.pt", "gan_generator.pt", "gan_discriminator.pt")
+QUALITY_TESTS = {
+    "test_gan_quality::test_fid_tier_1", "test_gan_quality::test_fid_tier_2",
+    "test_gan_quality::test_fid_tier_3", "test_gan_quality::test_kid_tier_1",
+    "test_gan_quality::test_kid_tier_2",
+}  # fmt: skip
+COVERAGE_TESTS = {"test_gan_quality::test_coverage_most", "test_gan_quality::test_coverage_all"}
+
+# name: (cell grade_id, text in the instructor's solution, replacement, extra tensors for the
+# weight file {file: {key: tensor}}, the tests it must fail)
+FAULTS = {
+    "vae_over_limit": (
+        "cw2_vae",
+        "        self.decoder = nn.Sequential(\n",
+        "        self.unused = nn.Parameter(torch.zeros(700_000))\n"
+        "        self.decoder = nn.Sequential(\n",
+        {"vae_model.pt": {"unused": torch.zeros(700_000)}},
+        {"test_vae_model::test_vae_parameter_limit"},
+    ),
+    "wrong_kl_sign": (
+        "cw2_vae_loss",
+        "kl = -0.5 * torch.sum(",
+        "kl = 0.5 * torch.sum(",
+        {},
+        {"test_vae_loss::test_loss_kl_by_hand", "test_vae_loss::test_loss_matches_formula"},
+    ),
+    "collapsed_generator": (
+        "cw2_gan_models",
+        "        return self.main(z)\n",
+        "        return self.main(z[:1]).expand(len(z), -1, -1, -1)\n",
+        {},
+        QUALITY_TESTS | COVERAGE_TESTS,
+    ),
+    "generator_0_1": (
+        "cw2_gan_models",
+        "        return self.main(z)\n",
+        "        return (self.main(z) + 1) / 2\n",
+        {},
+        QUALITY_TESTS | COVERAGE_TESTS | {"test_gan_model::test_generator_range"},
+    ),
+    "generator_over_limit": (
+        "cw2_gan_models",
+        "        ngf = 32\n",
+        "        ngf = 32\n        self.unused = nn.Parameter(torch.zeros(25_000_000))\n",
+        {"gan_generator.pt": {"unused": torch.zeros(25_000_000)}},
+        {"test_gan_model::test_gan_parameter_limit"},
+    ),
+}
+
+
+def _cells(nb):
+    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+
+
+def _submission(root: Path, name: str, nb, extra: dict) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "cw2.ipynb")
+    for file in WEIGHT_FILES:
+        if file in extra:
+            sd = weights.load_state_dict(file)
+            torch.save({**sd, **extra[file]}, folder / file)
+        else:
+            shutil.copy(weights.WEIGHTS_DIR / file, folder / file)
+    return folder
+
+
+def _with_fault(grade_id: str, old: str, new: str):
+    nb = nbformat.read(SOURCE, as_version=4)
+    cell = _cells(nb)[grade_id]
+    assert cell.source.count(old) == 1, f"fixture text no longer in {grade_id}: {old!r}"
+    cell.source = cell.source.replace(old, new)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict[str, dict]:
+    missing = [
+        f
+        for f in (*WEIGHT_FILES, "fmnist_classifier.pt")
+        if not (weights.WEIGHTS_DIR / f).is_file()
+    ]
+    if missing:
+        pytest.fail(f"weights/{missing[0]} is missing: run `dlcourse train-reference cw2`")
+    root = tmp_path_factory.mktemp("cw2-submissions")
+    subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), {})]
+    for name, (grade_id, old, new, extra, _) in FAULTS.items():
+        subs.append(_submission(root, name, _with_fault(grade_id, old, new), extra))
+    out = root / "grades"
+    cmd = [sys.executable, "-m", "dlcourse", "grade", "--assignment", "cw2", "--jobs", "2",
+           "--out", str(out), *map(str, subs)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {s.name: json.loads((out / s.name / "results.json").read_text()) for s in subs}
+
+
+def _failed(doc: dict) -> set[str]:
+    return {t["name"] for t in doc["tests"] if t["score"] < t["max_score"]}
+
+
+@pytest.mark.slow
+def test_instructor_passes_every_hidden_test(graded):
+    doc = graded["instructor"]
+    assert not _failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
+    assert doc["score"] == doc["max_score"] == 65
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_loses_exactly_its_marks(graded, fault):
+    assert _failed(graded[fault]) == FAULTS[fault][4]
