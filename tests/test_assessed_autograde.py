@@ -1,5 +1,5 @@
-"""`dlcourse autograde cw1` (real nbgrader plus the isolated tests) on the instructor version and
-on the untouched release: every automatic mark for the first, none for the second.
+"""`dlcourse autograde` (real nbgrader plus the isolated tests) on each assessed task's instructor
+version and on its untouched release: every automatic mark for the first, none for the second.
 
 Smoke mode keeps nbgrader's execution of the notebook short; under NBGRADER_EXECUTION the
 training cell loads the submitted weights, so nothing is trained either way.
@@ -15,8 +15,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from dlcourse import course, weights
-
-SOURCE = course.ROOT / "source" / "cw1"
+from dlcourse.grading import spec
 
 
 def _run(cmd, root, env):
@@ -25,33 +24,37 @@ def _run(cmd, root, env):
 
 
 @pytest.mark.slow
-def test_autograde_gives_instructor_every_automatic_mark_and_blank_none(tmp_path):
+@pytest.mark.parametrize("name", ["cw1", "cw2"])
+def test_autograde_gives_instructor_every_automatic_mark_and_blank_none(tmp_path, name):
+    source = course.get(name).source_dir
     root = tmp_path / "course"
-    shutil.copytree(SOURCE, root / "source" / "cw1", ignore=shutil.ignore_patterns("*.pt"))
+    shutil.copytree(source, root / "source" / name, ignore=shutil.ignore_patterns("*.pt"))
     shutil.copy(course.ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
     db = f"sqlite:///{root}/gradebook.db"
     nbgrader = [sys.executable, "-m", "nbgrader"]
     env = {**os.environ, "DLCOURSE_SMOKE": "1"}
-    _run([*nbgrader, "generate_assignment", "cw1", "--force", f"--db={db}"], root, env)
+    _run([*nbgrader, "generate_assignment", name, "--force", f"--db={db}"], root, env)
+    nb_name = f"{name}.ipynb"
     submissions = {
-        "instructor": root / "source" / "cw1" / "cw1.ipynb",
-        "blank": root / "release" / "cw1" / "cw1.ipynb",
+        "instructor": root / "source" / name / nb_name,
+        "blank": root / "release" / name / nb_name,
     }
     for student, nb in submissions.items():
-        dest = root / "submitted" / student / "cw1"
+        dest = root / "submitted" / student / name
         dest.mkdir(parents=True)
-        shutil.copy(nb, dest / "cw1.ipynb")
+        shutil.copy(nb, dest / nb_name)
         _run([*nbgrader, "db", "student", "add", student, f"--db={db}"], root, env)
-    shutil.copy(weights.WEIGHTS_DIR / "cw1_model.pt", root / "submitted" / "instructor" / "cw1")
-    _run([sys.executable, "-m", "dlcourse", "autograde", "cw1", "--root", str(root)], root, env)
+    for w in spec.load(name).weights:
+        shutil.copy(weights.WEIGHTS_DIR / w, root / "submitted" / "instructor" / name)
+    _run([sys.executable, "-m", "dlcourse", "autograde", name, "--root", str(root)], root, env)
 
     cells = {
         c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
-        for c in nbformat.read(SOURCE / "cw1.ipynb", as_version=4).cells
+        for c in nbformat.read(source / nb_name, as_version=4).cells
         if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"]["solution"]
     }
     with Gradebook(db) as gb:
         for student in submissions:
-            scores = {c: gb.find_grade(c, "cw1", "cw1", student).auto_score for c in cells}
+            scores = {c: gb.find_grade(c, name, name, student).auto_score for c in cells}
             expected = cells if student == "instructor" else dict.fromkeys(cells, 0)
             assert scores == expected, student
