@@ -82,13 +82,15 @@ def _bwrap_args(submission: Path) -> list[str]:
         elif p.is_dir():
             args += ["--ro-bind", top, top]
     args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    # The private /tmp comes before the binds: a later mount hides what lies under it, and the
+    # venv or the package may well live under /tmp (a CI clone, say).
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
     for d in {Path(sys.base_prefix).resolve(), Path(sys.prefix), PACKAGE_DIR}:
         if not str(d).startswith("/usr/"):
             args += ["--ro-bind", str(d), str(d)]
     for d in HIDDEN_DIRS:
         if Path(d).is_dir():
             args += ["--tmpfs", d]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
     args += ["--ro-bind", str(submission), SANDBOX_MOUNT, "--chdir", SANDBOX_MOUNT]
     return args
 

@@ -68,3 +68,13 @@ def test_process_count_is_limited():
     with Worker(SUBMISSIONS / "good", Limits(call_s=20), setup=setup) as w:
         with pytest.raises(WorkerError, match=r"started \d+ processes \(limit 64\)"):
             call(w, spawn, "q")
+
+
+def test_installed_bubblewrap_builds_the_sandbox():
+    """An installed bubblewrap that cannot build our sandbox would silently skip the sandbox
+    tests and grade unsandboxed: wherever the checkout lives (/tmp included), it must work."""
+    from dlcourse.sandbox import BWRAP
+
+    if not BWRAP.exists():
+        pytest.skip("bubblewrap is not installed here")
+    assert bwrap_works(), "bubblewrap is installed but `bwrap_works()` is False"
