@@ -5,15 +5,13 @@ are made here from the instructor notebook by one textual change each, so they f
 notebook as it evolves (a change that no longer applies fails loudly).
 """
 
-import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from graded_fixtures import cells, failed, grade, with_change
 
 from dlcourse import course, weights
 
@@ -56,10 +54,6 @@ BUGS = {
 }
 
 
-def _cells(nb):
-    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
-
-
 def _submission(root: Path, name: str, nb, weight_file: Path) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
@@ -68,18 +62,10 @@ def _submission(root: Path, name: str, nb, weight_file: Path) -> Path:
     return folder
 
 
-def _with_bug(grade_id: str, old: str, new: str):
-    nb = nbformat.read(SOURCE, as_version=4)
-    cell = _cells(nb)[grade_id]
-    assert cell.source.count(old) == 1, f"fixture text no longer in {grade_id}: {old!r}"
-    cell.source = cell.source.replace(old, new)
-    return nb
-
-
 def _baseline_model():
     """The instructor notebook with its reference MyResNet removed: MyResNet is the baseline."""
     nb = nbformat.read(SOURCE, as_version=4)
-    cell = _cells(nb)["cw1_model"]
+    cell = cells(nb)["cw1_model"]
     pattern = r"### BEGIN SOLUTION\n.*?### END SOLUTION\n?"
     assert len(re.findall(pattern, cell.source, flags=re.S)) == 1
     cell.source = re.sub(pattern, "", cell.source, flags=re.S)
@@ -94,7 +80,7 @@ def graded(tmp_path_factory) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("cw1-submissions")
     subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), reference)]
     for name, (grade_id, old, new, _) in BUGS.items():
-        subs.append(_submission(root, name, _with_bug(grade_id, old, new), reference))
+        subs.append(_submission(root, name, with_change(SOURCE, grade_id, old, new), reference))
     baseline_weights = weights.WEIGHTS_DIR / "cw1_baseline.pt"
     subs.append(_submission(root, "wrong_architecture", nbformat.read(SOURCE, 4), baseline_weights))
     # Made with `dlcourse train-reference cw1 --baseline --epochs 1 --max-steps 40 --out
@@ -102,35 +88,26 @@ def graded(tmp_path_factory) -> dict[str, dict]:
     below = FIXTURES / "cw1_below_baseline.pt"
     subs.append(_submission(root, "below_baseline", _baseline_model(), below))
     subs.append(_submission(root, "baseline_unchanged", _baseline_model(), baseline_weights))
-    out = root / "grades"
-    cmd = [sys.executable, "-m", "dlcourse", "grade", "--assignment", "cw1", "--jobs", "2",
-           "--out", str(out), *map(str, subs)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return {s.name: json.loads((out / s.name / "results.json").read_text()) for s in subs}
-
-
-def _failed(doc: dict) -> set[str]:
-    return {t["name"] for t in doc["tests"] if t["score"] < t["max_score"]}
+    return grade("cw1", subs, root / "grades")
 
 
 @pytest.mark.slow
 def test_instructor_passes_every_hidden_test(graded):
     doc = graded["instructor"]
-    assert not _failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
+    assert not failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
     assert doc["score"] == doc["max_score"] == 75
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_bug_loses_exactly_its_marks(graded, bug):
-    assert _failed(graded[bug]) == BUGS[bug][3]
+    assert failed(graded[bug]) == BUGS[bug][3]
 
 
 @pytest.mark.slow
 def test_wrong_architecture_loses_every_model_mark(graded):
     doc = graded["wrong_architecture"]
-    assert _failed(doc) == MODEL_TESTS
+    assert failed(doc) == MODEL_TESTS
     load = next(t for t in doc["tests"] if t["name"] == "test_model::test_weights_load")
     assert "does not fit MyResNet" in load["output"]
 
@@ -138,4 +115,4 @@ def test_wrong_architecture_loses_every_model_mark(graded):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["below_baseline", "baseline_unchanged"])
 def test_model_not_above_baseline_loses_the_tier_marks_only(graded, name):
-    assert _failed(graded[name]) == TIER_TESTS
+    assert failed(graded[name]) == TIER_TESTS

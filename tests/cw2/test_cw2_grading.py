@@ -5,15 +5,13 @@ made here from the instructor notebook (one textual change each) and the referen
 weights/, so they follow the notebook as it evolves (a change that no longer applies fails loudly).
 """
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
+from graded_fixtures import failed, grade, with_change
 
 from dlcourse import course, weights
 
@@ -68,10 +66,6 @@ FAULTS = {
 }
 
 
-def _cells(nb):
-    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
-
-
 def _submission(root: Path, name: str, nb, extra: dict) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
@@ -83,14 +77,6 @@ def _submission(root: Path, name: str, nb, extra: dict) -> Path:
         else:
             shutil.copy(weights.WEIGHTS_DIR / file, folder / file)
     return folder
-
-
-def _with_fault(grade_id: str, old: str, new: str):
-    nb = nbformat.read(SOURCE, as_version=4)
-    cell = _cells(nb)[grade_id]
-    assert cell.source.count(old) == 1, f"fixture text no longer in {grade_id}: {old!r}"
-    cell.source = cell.source.replace(old, new)
-    return nb
 
 
 @pytest.fixture(scope="module")
@@ -105,27 +91,18 @@ def graded(tmp_path_factory) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("cw2-submissions")
     subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), {})]
     for name, (grade_id, old, new, extra, _) in FAULTS.items():
-        subs.append(_submission(root, name, _with_fault(grade_id, old, new), extra))
-    out = root / "grades"
-    cmd = [sys.executable, "-m", "dlcourse", "grade", "--assignment", "cw2", "--jobs", "2",
-           "--out", str(out), *map(str, subs)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return {s.name: json.loads((out / s.name / "results.json").read_text()) for s in subs}
-
-
-def _failed(doc: dict) -> set[str]:
-    return {t["name"] for t in doc["tests"] if t["score"] < t["max_score"]}
+        subs.append(_submission(root, name, with_change(SOURCE, grade_id, old, new), extra))
+    return grade("cw2", subs, root / "grades")
 
 
 @pytest.mark.slow
 def test_instructor_passes_every_hidden_test(graded):
     doc = graded["instructor"]
-    assert not _failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
+    assert not failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
     assert doc["score"] == doc["max_score"] == 65
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_loses_exactly_its_marks(graded, fault):
-    assert _failed(graded[fault]) == FAULTS[fault][4]
+    assert failed(graded[fault]) == FAULTS[fault][4]

@@ -1,0 +1,40 @@
+"""Shared by the assessed tasks' grading tests: fixture notebooks and one `dlcourse grade` run.
+
+Fixtures are the instructor notebook with one textual change, so they follow the notebook as it
+evolves (a change that no longer applies fails loudly).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+
+def cells(nb) -> dict:
+    """The notebook's cells by nbgrader grade_id."""
+    return {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+
+
+def with_change(source: Path, grade_id: str, old: str, new: str):
+    """The notebook at `source` with `old` replaced by `new` in the cell `grade_id`."""
+    nb = nbformat.read(source, as_version=4)
+    cell = cells(nb)[grade_id]
+    assert cell.source.count(old) == 1, f"fixture text no longer in {grade_id}: {old!r}"
+    cell.source = cell.source.replace(old, new)
+    return nb
+
+
+def grade(assignment: str, submissions: list[Path], out: Path) -> dict[str, dict]:
+    """Run `dlcourse grade` on every submission (2 jobs); results.json by submission name."""
+    cmd = [sys.executable, "-m", "dlcourse", "grade", "--assignment", assignment, "--jobs", "2",
+           "--out", str(out), *map(str, submissions)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {s.name: json.loads((out / s.name / "results.json").read_text()) for s in submissions}
+
+
+def failed(doc: dict) -> set[str]:
+    """Names of the tests that did not get full marks."""
+    return {t["name"] for t in doc["tests"] if t["score"] < t["max_score"]}
