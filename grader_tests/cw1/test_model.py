@@ -1,31 +1,41 @@
 """Hidden tests for Part 2: the trained `MyResNet` in cw1_model.pt (grade cell cw1_model_hidden).
 
 Nothing is trained here: the weights are loaded into the notebook's own `MyResNet()` in the
-student process, which returns logits for the 10,000 test images; accuracy is computed here.
-Tiers come from measurements recorded in weights/manifest.json (see the constants below).
+student process, which returns logits for the 10,000 images of the private test set
+(`dlcourse.grading.heldout`: the public test images under a staff-seeded intensity change, so a
+memorised public test set earns nothing); accuracy is computed here. Tiers come from the
+reference and baseline weights measured on that set (see the constants below).
 """
-
-import time
 
 import torch
 
 from dlcourse import data, metrics
-from dlcourse.grading import points, public
+from dlcourse.grading import heldout, points, public
 
 GRADE_CELL = "cw1_model_hidden"
 WEIGHTS = "cw1_model.pt"
 MAX_NUMBERS = 1_000_000  # floating-point values in the state_dict, buffers included
-MAX_EVAL_S = 60.0  # the 10,000 test images on the grader's CPU, measured from the grader
-# Measured with `dlcourse train-reference cw1 [--baseline]` (weights/manifest.json), on CPU:
-# cw1_baseline.pt, the baseline as released (5 epochs of Adam): 0.8989 test accuracy;
-# cw1_model.pt, the reference solution (20 epochs, augmentation, one-cycle SGD): 0.9421.
-BASELINE_MEASURED = 0.8989
-REFERENCE_MEASURED = 0.9421
-# "Beating the baseline" asks for half a point more than it scored, so that re-running the
-# baseline unchanged (run-to-run spread of a few tenths) does not earn it. The top tier is the
-# reference minus one point, rounded down to half a point; tiers 1 and 2 split the range evenly.
+# CPU seconds (user + system) the student's process tree spends on the 10,000 images, measured
+# by the grader from outside that process (`student.last_cpu_s`): a busy machine stretches the
+# wall clock, not the CPU time, so the mark no longer depends on who else is running.
+# The reference takes 11.2 CPU s on one thread (`python bench/calibrate_heldout.py --only cw1`;
+# 63.4 s of wall clock on the same busy machine): the limit leaves it a 5x margin.
+MAX_EVAL_CPU_S = 60.0
+CPU_S_MEASURED = 11.2
+# Measured with `python bench/calibrate_heldout.py --only cw1` (CPU, torch 2.14.1), accuracy on
+# the public test set -> on the private set:
+# cw1_baseline.pt, the baseline as released (5 epochs of Adam): 0.8989 -> 0.8981;
+# cw1_model.pt, the reference solution (20 epochs, augmentation, one-cycle SGD): 0.9421 -> 0.9386;
+# tests/cw1/fixtures/cw1_below_baseline.pt (40 steps): 0.6789 -> 0.6583.
+# (On the public set the same rules gave 0.904 and tiers 0.913, 0.921, 0.930.)
+BASELINE_MEASURED = 0.8981
+REFERENCE_MEASURED = 0.9386
+# "Beating the baseline" asks for half a point more than it scored, rounded up to 0.001, so that
+# re-running the baseline unchanged (run-to-run spread of a few tenths) does not earn it: 0.8981
+# + 0.005 -> 0.904. The top tier is the reference minus one point, rounded down to half a point:
+# 0.9286 -> 0.925; tiers 1 and 2 split the range evenly (steps of 0.007).
 ABOVE_BASELINE = 0.904
-TIERS = (0.913, 0.921, 0.930)
+TIERS = (0.911, 0.918, 0.925)
 _cache: dict = {}
 
 
@@ -42,9 +52,7 @@ def probe_logits(ns, x):
 
 
 def _test_split() -> data.Split:
-    if "test" not in _cache:
-        _cache["test"] = data.load_fashion_mnist(smoke=False).test
-    return _cache["test"]
+    return heldout.private_test_split()
 
 
 def _once(key, compute):
@@ -64,13 +72,12 @@ def _loaded(student) -> dict:
 
 
 def _logits(student) -> tuple[torch.Tensor, float]:
-    """(logits on the test images, seconds the student process took, timed from here)."""
-    _loaded(student)  # the worker is started and the model built before the clock starts
+    """(logits on the test images, CPU seconds the student's process tree spent on them)."""
+    _loaded(student)  # the worker is started and the model built before the call is measured
 
     def compute():
-        start = time.perf_counter()
         logits = student.run(probe_logits, x=_test_split().x)
-        return logits, time.perf_counter() - start
+        return logits, student.last_cpu_s
 
     return _once("logits", compute)
 
@@ -104,10 +111,11 @@ def test_parameter_limit(student):
 @public
 @points(2)
 def test_evaluation_time(student):
-    """The 10,000 test images are evaluated within 60 s on the grader's CPU."""
-    _, seconds = _logits(student)
-    assert seconds <= MAX_EVAL_S, (
-        f"evaluating 10,000 images took {seconds:.0f} s; the limit is {MAX_EVAL_S:.0f} s"
+    """The 10,000 test images are evaluated within 60 CPU seconds (user + system, all threads)."""
+    _, cpu_s = _logits(student)
+    assert cpu_s <= MAX_EVAL_CPU_S, (
+        f"evaluating 10,000 images took {cpu_s:.0f} CPU seconds; the limit is "
+        f"{MAX_EVAL_CPU_S:.0f} CPU seconds"
     )
 
 

@@ -1,18 +1,25 @@
 """Hidden tests for the trained MLP of pytorch_intro_1 (grade cell intro1_mlp_hidden, 10 points).
 
-The reference weights (weights/intro1_mlp.pt, 5 epochs) reach 0.871 test accuracy
-(weights/manifest.json); the top tier sits 1.1 points below that.
+Accuracy is measured on the private test set (`dlcourse.grading.heldout`: the public test images
+under a staff-seeded intensity change, so a memorised public test set earns nothing). The
+reference weights (weights/intro1_mlp.pt, 5 epochs) reach 0.8710 on the public test images
+(weights/manifest.json) and 0.8701 on the private set (`python bench/calibrate_heldout.py --only
+intro1`). The top tier is the reference on the private set minus one point, rounded down to a
+whole point (0.8601 -> 0.86); the lower tiers follow at 3-point steps. Unchanged by the move to
+the private set: the reference lost 0.09 points there.
 """
 
 import torch
 
 from dlcourse import data, metrics
-from dlcourse.grading import points, public
+from dlcourse.grading import heldout, points, public
 from dlcourse.grading.student import StudentError
 
 GRADE_CELL = "intro1_mlp_hidden"
 WEIGHTS = "intro1_mlp.pt"
 N_PARAMS = 784 * 256 + 256 + 256 * 10 + 10  # MLP(hidden=256) as the notebook specifies
+REFERENCE_PRIVATE = 0.8701  # weights/intro1_mlp.pt on the private set (public: 0.8710)
+TIERS = (0.80, 0.83, 0.86)
 _cache: dict = {}
 
 
@@ -28,13 +35,11 @@ def probe_logits(ns, x):
 
 
 def test_split() -> data.Split:
-    if "test" not in _cache:
-        _cache["test"] = data.load_fashion_mnist(smoke=False).test
-    return _cache["test"]
+    return heldout.private_test_split()
 
 
 def test_logits(student) -> torch.Tensor:
-    """The student's logits on the 10,000 test images, computed once (or its error, once)."""
+    """The student's logits on the 10,000 private test images, once (or its error, once)."""
     if "logits" not in _cache:
         try:
             _cache["logits"] = student.run(probe_logits, x=test_split().x)
@@ -83,18 +88,18 @@ def _accuracy(student) -> float:
 def test_accuracy_above_80(student):
     """Test accuracy at least 0.80."""
     acc = _accuracy(student)
-    assert acc >= 0.80, f"test accuracy {acc:.3f} is below 0.80"
+    assert acc >= TIERS[0], f"test accuracy {acc:.3f} is below {TIERS[0]:.2f}"
 
 
 @points(2)
 def test_accuracy_above_83(student):
     """Test accuracy at least 0.83."""
     acc = _accuracy(student)
-    assert acc >= 0.83, f"test accuracy {acc:.3f} is below 0.83"
+    assert acc >= TIERS[1], f"test accuracy {acc:.3f} is below {TIERS[1]:.2f}"
 
 
 @points(2)
 def test_accuracy_above_86(student):
     """Test accuracy at least 0.86."""
     acc = _accuracy(student)
-    assert acc >= 0.86, f"test accuracy {acc:.3f} is below 0.86"
+    assert acc >= TIERS[2], f"test accuracy {acc:.3f} is below {TIERS[2]:.2f}"
