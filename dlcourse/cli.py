@@ -44,6 +44,12 @@ def _cmd_train_reference(args: argparse.Namespace) -> int:
     return module.main(args.args)
 
 
+def _cmd_student_kit(args: argparse.Namespace) -> int:
+    from dlcourse import kit
+
+    return kit.main(args.dir, force=args.force)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dlcourse", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -66,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="assignment, e.g. cw1")
     s.add_argument("args", nargs=argparse.REMAINDER, help="passed to the training script")
     s.set_defaults(func=_cmd_train_reference)
+
+    s = sub.add_parser("student-kit", help="write what students get (no solutions) into DIR")
+    s.add_argument("dir", help="new or empty folder (built beside it, then renamed into place)")
+    s.add_argument("--force", action="store_true", help="replace DIR when it is not empty")
+    s.set_defaults(func=_cmd_student_kit)
 
     from dlcourse.grading.commands import add_subcommands
 
