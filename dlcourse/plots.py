@@ -15,13 +15,23 @@ def show_images(
     suptitle: str | None = None,
     cmap: str = "gray",
 ) -> plt.Figure:
-    """A grid of (N, 1, H, W) or (N, H, W) images in [0, 1], one optional title per image."""
+    """A grid of (N, 1, H, W) or (N, H, W) images in [0, 1], one optional title per image.
+
+    Each row is made taller by the height of its titles (two-line titles such as
+    "Shirt\\n-> Coat" included) and the layout is constrained, so a title never covers the image
+    above it.
+    """
     imgs = images.detach().cpu()
     if imgs.dim() == 4:
         imgs = imgs[:, 0]
     n = len(imgs)
+    ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.6 * nrows), squeeze=False)
+    lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    height = nrows * (1.4 + 0.18 * lines) + (0.4 if suptitle else 0.0)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(1.4 * ncols, height), squeeze=False, layout="constrained"
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -30,17 +40,25 @@ def show_images(
                 ax.set_title(titles[i], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
     return fig
 
 
 def plot_curves(
-    curves: dict[str, Sequence[float]], xlabel: str = "epoch", ylabel: str = "loss", title: str = ""
+    curves: dict[str, Sequence[float]],
+    xlabel: str = "epoch",
+    ylabel: str = "loss",
+    title: str = "",
+    x: dict[str, Sequence[float]] | None = None,
 ) -> plt.Figure:
-    """Several named series against a shared x axis (epochs or steps), e.g. train vs test loss."""
+    """Several named series against a shared x axis (epochs or steps), e.g. train vs test loss.
+
+    Without `x` the points sit at 1, 2, 3, ...; `x` gives positions per series (for example
+    fractional epochs, so curves logged several times an epoch line up with per-epoch ones).
+    """
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, ys in curves.items():
-        ax.plot(range(1, len(ys) + 1), ys, marker="o" if len(ys) < 30 else None, label=name)
+        xs = list(x[name]) if x and name in x else list(range(1, len(ys) + 1))
+        ax.plot(xs, ys, marker="o" if len(ys) < 30 else None, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
