@@ -1,6 +1,7 @@
 """Fast checks of CW1's grading pieces: the static Part 1 rules, the tiers' traceability."""
 
 import importlib.util
+import math
 
 import nbformat
 import pytest
@@ -76,8 +77,32 @@ def test_grade_cells_carry_the_modules_points():
 def test_tiers_come_from_the_recorded_measurements():
     model = _module("test_model")
     files = weights.manifest()
-    assert model.BASELINE_MEASURED == files["cw1_baseline.pt"]["test_accuracy"]
-    assert model.REFERENCE_MEASURED == files["cw1_model.pt"]["test_accuracy"]
+    assert model.BASELINE_PUBLIC == files["cw1_baseline.pt"]["test_accuracy"]
+    assert model.REFERENCE_PUBLIC == files["cw1_model.pt"]["test_accuracy"]
+    # The rules stated in test_model.py, applied to the private-set measurements.
+    assert model.ABOVE_BASELINE == math.ceil((model.BASELINE_MEASURED + 0.005) * 1000) / 1000
+    assert model.TIERS[-1] == math.floor((model.REFERENCE_MEASURED - 0.01) * 200) / 200
+    step = (model.TIERS[-1] - model.ABOVE_BASELINE) / 3
+    for i, tier in enumerate(model.TIERS[:2]):
+        assert tier == pytest.approx(model.ABOVE_BASELINE + (i + 1) * step, abs=5e-4)
     assert model.ABOVE_BASELINE > model.BASELINE_MEASURED
     assert list(model.TIERS) == sorted(model.TIERS) and model.TIERS[0] > model.ABOVE_BASELINE
     assert model.REFERENCE_MEASURED >= model.TIERS[-1] + 0.01, "reference must clear the top tier"
+
+
+@pytest.mark.slow
+def test_private_set_measurements_match_the_weights():
+    """BASELINE_MEASURED and REFERENCE_MEASURED are what the weights score on the private set."""
+    from dlcourse import notebook
+    from dlcourse.grading import heldout
+    from dlcourse.reference import cw1
+
+    model = _module("test_model")
+    private = heldout.private_test_split()
+    for ns, name, measured in (
+        (notebook.load_trusted(cw1.NOTEBOOK), "cw1_model.pt", model.REFERENCE_MEASURED),
+        (cw1.released_definitions(cw1.NOTEBOOK), "cw1_baseline.pt", model.BASELINE_MEASURED),
+    ):
+        net = ns["MyResNet"]()
+        net.load_state_dict(weights.load_state_dict(name))
+        assert cw1.evaluate(net, private, batch_size=500) == pytest.approx(measured, abs=1e-4), name
