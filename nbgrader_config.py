@@ -1,6 +1,13 @@
-"""nbgrader settings for the course; `dlcourse` reads the same file, so both agree."""
+"""nbgrader settings for the course; `dlcourse` reads the same file, so both agree.
+
+Plain `nbgrader autograde A` is the isolated pipeline: the student's kernel runs in the
+bubblewrap sandbox on a scratch copy, and the hidden tests of grader_tests/A run in the
+isolated grader and write their points into the gradebook (dlcourse/grading/preprocessors.py).
+"""
 
 from pathlib import Path
+
+from dlcourse.grading import spec
 
 c = get_config()  # noqa: F821 - injected by traitlets when nbgrader loads this file
 
@@ -21,7 +28,27 @@ c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"Warning|WARNING|it/s\]|s/it\]"
 
 # A student's own weight files must never be replaced by the instructor's copies.
-c.Autograde.exclude_overwriting = {
-    "cw1": ["cw1_model.pt"],
-    "cw2": ["vae_model.pt", "gan_generator.pt", "gan_discriminator.pt"],
-}
+c.Autograde.exclude_overwriting = spec.exclude_overwriting()
+# Deleted test cells come back from the source notebook (and the student is told).
+c.OverwriteCells.add_missing_cells = True
+
+_DL = "dlcourse.grading.preprocessors"
+c.Autograde.sanitize_preprocessors = [
+    f"{_DL}.RejectSpecialFiles",
+    "nbgrader.preprocessors.ClearOutput",
+    f"{_DL}.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    f"{_DL}.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    f"{_DL}.IsolatedGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# SandboxedExecute is an Execute: the settings above apply to it as well.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,8 +20,9 @@ from typing import Any
 import nbformat
 
 from dlcourse import course
-from dlcourse.grading import results, runner
+from dlcourse.grading import gradebook, results, runner, submission
 from dlcourse.grading.feedback import FEEDBACK_PREPROCESSORS
+from dlcourse.grading.sandbox import require_sandbox
 from dlcourse.grading.spec import Spec
 
 
@@ -103,8 +103,8 @@ def ensure_in_gradebook(root: Path, assignment: str, tree: str, db_url: str) -> 
         raise RuntimeError(f"nbgrader generate_assignment {assignment} failed: {_last_error(proc)}")
 
 
-def cell_problems(notebook: Path) -> list[str]:
-    """Duplicated or missing-metadata nbgrader cells, reported to the student (nbgrader repairs)."""
+def cell_problems(notebook: Path, expected: list[str]) -> list[str]:
+    """Duplicated and missing nbgrader cells, reported to the student (nbgrader repairs both)."""
     try:
         nb = nbformat.read(notebook, as_version=4)
     except Exception as exc:  # noqa: BLE001 - reported, not fatal
@@ -114,87 +114,106 @@ def cell_problems(notebook: Path) -> list[str]:
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if gid:
             seen[gid] = seen.get(gid, 0) + 1
-    return [
+    notes = [
         f"cell {g} appears {n} times; only the last copy was graded"
         for g, n in seen.items()
         if n > 1
     ]
+    return notes + [
+        f"cell {g} was missing; nbgrader restored it" for g in expected if g not in seen
+    ]
 
 
-def repaired_copy(submission: Path, notebook: str, staging: Path) -> Path | None:
-    """A copy of the submission whose notebook keeps only the last cell of each grade_id.
-
-    nbgrader 0.9.6 would drop the metadata of earlier copies itself, then crash while restoring
-    missing cells (KeyError 'grade_id'). The submission is never modified: the copy is graded.
-    Returns the staging submitted-folder, or None when nothing needs repair.
-    """
-    path = submission / notebook
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001 - nbgrader reports an unreadable notebook itself
-        return None
-    seen: set[str] = set()
-    repaired = False
-    for cell in reversed(nb.cells):
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in seen:
-            del cell.metadata["nbgrader"]
-            repaired = True
-        elif gid:
-            seen.add(gid)
-    if not repaired:
-        return None
-    copy = staging / submission.parent.name / submission.name
-    shutil.copytree(submission, copy)
-    nbformat.write(nb, copy / notebook)
-    return staging
-
-
-def missing_cells(notebook: Path, expected: list[str]) -> list[str]:
-    try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception:  # noqa: BLE001 - cell_problems reports it
-        return []
-    have = {c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells}
-    return [f"cell {g} was missing; nbgrader restored it" for g in expected if g not in have]
-
-
-def merge(db_url: str, cid: str, spec: Spec, student: str, doc: dict[str, Any]) -> list[str]:
-    """Write the isolated scores into the gradebook; returns problems (unknown cells...)."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    problems = []
-    notebook_id = Path(spec.notebook).stem
-    with Gradebook(db_url, cid) as gb:
-        for cell, agg in doc["extra_data"]["grade_cells"].items():
-            if cell is None:
-                problems.append("tests without GRADE_CELL: their points are not in the gradebook")
-                continue
-            try:
-                grade = gb.find_grade(cell, notebook_id, spec.name, student)
-            except MissingEntry:
-                problems.append(f"no gradebook cell {cell} in {notebook_id} for {student}")
-                continue
-            grade.auto_score = min(agg["score"], grade.max_score)
-            grade.needs_manual_grade = bool(agg["errors"])
-            if abs(agg["max_score"] - grade.max_score) > 1e-9:
-                problems.append(
-                    f"{cell} is worth {grade.max_score:g} in the notebook but its tests "
-                    f"sum to {agg['max_score']:g}"
-                )
-        gb.db.commit()
+def folder_problems(sub: Path, student: str, spec: Spec) -> list[str]:
+    """Why submitted/<student>/<assignment> cannot be graded at all ([] when it can)."""
+    where = f"submitted/{student}/{spec.name}"
+    if student != sub.parent.name:
+        return [f"submitted/{student}: the folder name is not valid UTF-8; rename it"]
+    if sub.is_symlink() or not sub.is_dir():
+        return [f"{where} is not a folder"]
+    problems = submission.special_files(sub)
+    nb = sub / spec.notebook
+    if not problems and nb.is_file():
+        try:
+            submission.check_notebook_size(nb)
+        except submission.SubmissionRejected as exc:
+            problems.append(str(exc))
     return problems
 
 
-def totals(db_url: str, cid: str, assignment: str, student: str) -> tuple[float, float] | None:
-    from nbgrader.api import Gradebook, MissingEntry
+def intake(
+    root: Path, assignment: str, spec: Spec
+) -> tuple[dict[str, StudentReport], dict[str, Path]]:
+    """A report per submitted/<student>/<assignment>/ and the folders fit to be graded.
 
-    with Gradebook(db_url, cid) as gb:
-        try:
-            sub = gb.find_submission(assignment, student)
-        except MissingEntry:
-            return None
-        return sub.score, sub.max_score
+    A folder with links or special files, an unreadable name or an oversized notebook gets
+    its reason here and is never handed to the graders; one without a notebook still has its
+    weights marked by the isolated grader.
+    """
+    reports: dict[str, StudentReport] = {}
+    folders: dict[str, Path] = {}
+    for sub in sorted((root / "submitted").glob(f"*/{assignment}")):
+        student = submission.display_name(sub.parent.name)
+        rep = reports[student] = StudentReport(student)
+        rep.errors += folder_problems(sub, student, spec)
+        if rep.errors:
+            continue
+        folders[student] = sub
+        if not (sub / spec.notebook).is_file():
+            rep.errors.append(f"missing {spec.notebook}: nothing for nbgrader to grade")
+    return reports, folders
+
+
+def expected_cells(root: Path, tree: str, assignment: str, spec: Spec) -> list[str]:
+    source_nb = root / tree / assignment / spec.notebook
+    return [
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nbformat.read(source_nb, as_version=4).cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    ]
+
+
+def run_nbgrader(ctx: Course, rep: StudentReport, force: bool, sandbox: bool) -> None:
+    """nbgrader autograde for one student: the sandboxed kernel and the isolated tests' merge
+    happen inside nbgrader's pipeline (nbgrader_config.py), exactly as for a TA's plain run."""
+    done = (ctx.root / "autograded" / rep.student / ctx.assignment / ctx.spec.notebook).is_file()
+    if done and not force:
+        rep.nbgrader_ok = True
+        return
+    args = ["autograde", ctx.assignment, f"--student={rep.student}", "--force"]
+    args.append(f"--IsolatedGrades.tests_dir={ctx.spec.tests_dir}")
+    if not sandbox:
+        args += ["--SandboxedExecute.unsandboxed=True", "--IsolatedGrades.unsandboxed=True"]
+    proc = nbgrader(ctx.root, args, ctx.tree, ctx.db_url)
+    rep.nbgrader_ok = proc.returncode == 0
+    if not rep.nbgrader_ok:
+        rep.errors.append(f"nbgrader autograde failed: {_last_error(proc)}")
+
+
+def write_feedback(ctx: Course, rep: StudentReport, out: Path) -> None:
+    """nbgrader's HTML feedback without hidden tests, plus the isolated tests' summary."""
+    args = ["generate_feedback", ctx.assignment, f"--student={rep.student}", "--force"]
+    args += [f"--GenerateFeedback.preprocessors={pp}" for pp in FEEDBACK_PREPROCESSORS]
+    proc = nbgrader(ctx.root, args, ctx.tree, ctx.db_url)
+    if proc.returncode:
+        rep.errors.append(f"nbgrader generate_feedback failed: {_last_error(proc)}")
+        return
+    summary = (out / rep.student / "summary.txt").read_text()
+    notes = "".join(f"note: {n}\n" for n in rep.cell_notes)
+    fb = ctx.root / "feedback" / rep.student / ctx.assignment / "isolated_tests.txt"
+    results.write_atomic(fb, summary + notes)
+
+
+@dataclass(frozen=True)
+class Course:
+    """One autograde run's fixed facts: where the course is and what is graded."""
+
+    root: Path
+    assignment: str
+    spec: Spec
+    tree: str
+    db_url: str
+    course_id: str
 
 
 def autograde(
@@ -204,72 +223,39 @@ def autograde(
     db_url: str | None = None,
     jobs: int = 1,
     force: bool = False,
-    sandbox: bool | None = None,
+    sandbox: bool = True,
     progress: bool = True,
 ) -> list[StudentReport]:
     """Autograde every submitted/<student>/<assignment>/ of the course at `root`."""
+    if sandbox:
+        require_sandbox()
     root = Path(root).resolve()
     os.environ["PATH"] = _env()["PATH"]  # nbgrader's Gradebook shells out to the venv's alembic
     db_url = db_url or f"sqlite:///{root / 'gradebook.db'}"
     tree = source_tree(root, assignment)
-    cid = course_id(root)
+    ctx = Course(root, assignment, spec, tree, db_url, course_id(root))
     ensure_in_gradebook(root, assignment, tree, db_url)
-    submitted = sorted(p for p in (root / "submitted").glob(f"*/{assignment}") if p.is_dir())
-    reports = {p.parent.name: StudentReport(p.parent.name) for p in submitted}
-    source_nb = root / tree / assignment / spec.notebook
-    expected = [
-        c.metadata["nbgrader"]["grade_id"]
-        for c in nbformat.read(source_nb, as_version=4).cells
-        if c.get("metadata", {}).get("nbgrader", {}).get("grade")
-    ]
+    reports, folders = intake(root, assignment, spec)
+    expected = expected_cells(root, tree, assignment, spec)
+    notebooks = {s: f / spec.notebook for s, f in folders.items() if (f / spec.notebook).is_file()}
+    for student, nb in notebooks.items():
+        reports[student].cell_notes = cell_problems(nb, expected)
 
-    staging = Path(tempfile.mkdtemp(prefix="dlcourse-staging-"))
-    for sub in submitted:  # one nbgrader process per student: a bad one stops only itself
-        rep = reports[sub.parent.name]
-        nb = sub / spec.notebook
-        if not nb.is_file():
-            rep.errors.append(f"missing {spec.notebook}: nothing for nbgrader to grade")
-            continue
-        rep.cell_notes = cell_problems(nb) + missing_cells(nb, expected)
-        done = (root / "autograded" / rep.student / assignment / spec.notebook).is_file()
-        if done and not force:
-            rep.nbgrader_ok = True
-            continue
-        args = ["autograde", assignment, f"--student={rep.student}", "--force",
-                "--OverwriteCells.add_missing_cells=True"]  # fmt: skip
-        if (repaired := repaired_copy(sub, spec.notebook, staging)) is not None:
-            args.append(f"--CourseDirectory.submitted_directory={repaired}")
-        proc = nbgrader(root, args, tree, db_url)
-        rep.nbgrader_ok = proc.returncode == 0
-        if not rep.nbgrader_ok:
-            rep.errors.append(f"nbgrader autograde failed: {_last_error(proc)}")
-
-    shutil.rmtree(staging)
-    out = root / "grades" / assignment
-    docs = runner.grade_many(submitted, spec, out, jobs, force, sandbox, progress)
+    out = root / "grades" / assignment  # isolated tests first, in parallel; nbgrader reuses them
+    docs = runner.grade_many(list(folders.values()), spec, out, jobs, force, sandbox, progress)
+    for student in notebooks:  # one nbgrader process per student: a bad one stops only itself
+        run_nbgrader(ctx, reports[student], force, sandbox)
     for student, rep in reports.items():
         rep.isolated = docs.get(student)
-        if rep.nbgrader_ok and rep.isolated is not None:
-            rep.errors += merge(db_url, cid, spec, student, rep.isolated)
-        if (t := totals(db_url, cid, assignment, student)) is not None:
+        if (t := gradebook.totals(db_url, ctx.course_id, assignment, student)) is not None:
             rep.total, rep.max_total = t
 
     proc = nbgrader(root, ["export", f"--CsvExportPlugin.to={out / 'gradebook.csv'}"], tree, db_url)
     if proc.returncode:
         print(f"warning: nbgrader export failed: {_last_error(proc)}", file=sys.stderr)
     for rep in reports.values():
-        if not rep.nbgrader_ok:
-            continue
-        args = ["generate_feedback", assignment, f"--student={rep.student}", "--force"]
-        args += [f"--GenerateFeedback.preprocessors={pp}" for pp in FEEDBACK_PREPROCESSORS]
-        proc = nbgrader(root, args, tree, db_url)
-        if proc.returncode:
-            rep.errors.append(f"nbgrader generate_feedback failed: {_last_error(proc)}")
-            continue
-        summary = (out / rep.student / "summary.txt").read_text()
-        notes = "".join(f"note: {n}\n" for n in rep.cell_notes)
-        fb = root / "feedback" / rep.student / assignment / "isolated_tests.txt"
-        results.write_atomic(fb, summary + notes)
+        if rep.nbgrader_ok:
+            write_feedback(ctx, rep, out)
     write_marks(out / "marks_with_notebook.csv", list(reports.values()))
     return list(reports.values())
 
@@ -289,7 +275,7 @@ def write_marks(path: Path, reports: list[StudentReport]) -> None:
         w.writerow([
             r.student, total, "" if r.max_total is None else f"{r.max_total:g}",
             f"{iso['score']:g}" if iso else "error", f"{iso['max_score']:g}" if iso else "",
-            status, "; ".join(r.cell_notes),
+            status, "; ".join([*r.cell_notes, *iso.get("extra_data", {}).get("flags", [])]),
         ])  # fmt: skip
     results.write_atomic(path, buf.getvalue())
 

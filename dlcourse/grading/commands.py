@@ -45,7 +45,11 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
 
 def _common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--tests", type=Path, help="hidden tests folder (default grader_tests/<a>/)")
-    s.add_argument("--no-sandbox", action="store_true", help="skip bubblewrap (still limited)")
+    s.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="grade without bubblewrap (limits only); every output then says NOT SANDBOXED",
+    )
 
 
 def _spec(args: argparse.Namespace):
@@ -54,12 +58,13 @@ def _spec(args: argparse.Namespace):
     return spec.load(args.assignment, args.tests)
 
 
-def _sandbox(args: argparse.Namespace) -> bool | None:
-    return False if args.no_sandbox else None
+def _sandbox(args: argparse.Namespace) -> bool:
+    return not args.unsandboxed
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from dlcourse.grading import runner
+    from dlcourse.grading.sandbox import bwrap_works
     from dlcourse.grading.student import Student, StudentError
 
     try:
@@ -71,6 +76,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"error: {args.submission} is not a folder", file=sys.stderr)
         return 2
     problems = [f"missing {f}" for f in spec.missing_files(args.submission)]
+    sandbox = _sandbox(args) and bwrap_works()
+    if _sandbox(args) and not sandbox:
+        print("note: bubblewrap is not available here, so your code runs without the grader's "
+              "sandbox (the grader itself always uses it)")  # fmt: skip
     checker = Student(args.submission, spec, sandbox=False)
     for w in spec.weights:
         if (args.submission / w).is_file():
@@ -79,9 +88,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             except StudentError as exc:
                 problems.append(str(exc))
     with tempfile.TemporaryDirectory() as tmp:
-        doc = runner.grade_submission(
-            args.submission, spec, Path(tmp), _sandbox(args), public_only=True
-        )
+        doc = runner.grade_submission(args.submission, spec, Path(tmp), sandbox, public_only=True)
     for t in doc["tests"]:
         ok = t["extra_data"]["outcome"] == "passed"
         print(f"{'PASS' if ok else 'FAIL'}  {t['name']}" + ("" if ok else f"\n      {t['output']}"))
@@ -112,18 +119,19 @@ def _junit(doc: dict, path: Path) -> None:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from dlcourse.grading import runner
+    from dlcourse.grading.sandbox import SandboxUnavailable
 
     try:
         spec = _spec(args)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bad = [str(s) for s in args.submissions if not s.is_dir()]
-    if bad:
-        print(f"error: not submission folders: {', '.join(bad)}", file=sys.stderr)
-        return 2
     out = args.out or course.ROOT / "grades" / spec.name
-    docs = runner.grade_many(args.submissions, spec, out, args.jobs, args.force, _sandbox(args))
+    try:
+        docs = runner.grade_many(args.submissions, spec, out, args.jobs, args.force, _sandbox(args))
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     for sid, doc in sorted(docs.items()):
         print(f"{sid}: {doc['score']:g}/{doc['max_score']:g} ({doc['extra_data']['status']})")
     print(f"results: {out}/<submission>/results.json and summary.txt; cohort: {out}/marks.csv")
@@ -138,7 +146,7 @@ def cmd_autograde(args: argparse.Namespace) -> int:
         reports = autograde.autograde(
             args.assignment, spec, args.root, args.db, args.jobs, args.force, _sandbox(args)
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # SandboxUnavailable too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(autograde.table(reports))

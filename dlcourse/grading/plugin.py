@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from dlcourse.grading import results, spec
+from dlcourse.grading.sandbox import WorkerError
 from dlcourse.grading.student import Student, StudentError
-from dlcourse.sandbox import WorkerError
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -39,8 +39,7 @@ class Recorder:
             opt = self.config.getoption
             tests_dir = Path(self.config.args[0]) if self.config.args else None
             s = spec.load(opt("--assignment"), tests_dir)
-            sandbox = False if opt("--no-sandbox") else None
-            self.student = Student(Path(opt("--submission")), s, sandbox)
+            self.student = Student(Path(opt("--submission")), s, not opt("--no-sandbox"))
         return self.student
 
     @pytest.hookimpl(tryfirst=True)

@@ -64,6 +64,33 @@ def failed_run(message: str, extra: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+UNSANDBOXED = "NOT SANDBOXED"
+
+
+def mark_unsandboxed(doc: dict[str, Any]) -> None:
+    """Say in the status (so in every table) that student code ran without containment."""
+    extra = doc["extra_data"]
+    extra["sandboxed"] = False
+    if UNSANDBOXED not in extra["status"]:
+        extra["status"] += f" - {UNSANDBOXED}"
+    if UNSANDBOXED not in doc["output"]:
+        note = f"{UNSANDBOXED}: graded with --unsandboxed; student code was not contained"
+        doc["output"] = "\n".join(filter(None, [note, doc["output"]]))
+
+
+def add_flags(doc: dict[str, Any], flags: list[str]) -> bool:
+    """Add staff flags (copied weights...) to the results; returns whether any was new."""
+    extra = doc["extra_data"]
+    new = [f for f in flags if f not in extra.setdefault("flags", [])]
+    if not new:
+        return False
+    extra["flags"] += new
+    doc["output"] = "\n".join(filter(None, [doc["output"], *(f"FLAG: {f}" for f in new)]))
+    if "FLAGGED" not in extra["status"]:
+        extra["status"] += " - FLAGGED"
+    return True
+
+
 def summary(doc: dict[str, Any], title: str) -> str:
     """A short text a person reads: one line per test, errors spelled out."""
     lines = [f"{title}: {doc['score']:g}/{doc['max_score']:g} ({doc['extra_data']['status']})"]
@@ -93,7 +120,7 @@ def cohort_csv(docs: dict[str, dict[str, Any]]) -> str:
         names += [t["name"] for t in doc["tests"] if t["name"] not in names]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["submission", "score", "max_score", "status", *names])
+    w.writerow(["submission", "score", "max_score", "status", "sandboxed", "flags", *names])
     for sid, doc in sorted(docs.items()):
         by_name = {t["name"]: t for t in doc["tests"]}
         cells = []
@@ -103,8 +130,10 @@ def cohort_csv(docs: dict[str, dict[str, Any]]) -> str:
                 cells.append("error")
             else:
                 cells.append(f"{t['score']:g}")
-        status = doc["extra_data"]["status"]
-        w.writerow([sid, f"{doc['score']:g}", f"{doc['max_score']:g}", status, *cells])
+        extra = doc["extra_data"]
+        sandboxed = "yes" if extra.get("sandboxed") else UNSANDBOXED
+        row = [sid, f"{doc['score']:g}", f"{doc['max_score']:g}", extra["status"], sandboxed]
+        w.writerow([*row, "; ".join(extra.get("flags", [])), *cells])
     return buf.getvalue()
 
 

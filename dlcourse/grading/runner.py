@@ -15,27 +15,77 @@ from typing import Any
 
 from tqdm import tqdm
 
-from dlcourse.grading import results
+from dlcourse.grading import results, submission
+from dlcourse.grading.sandbox import require_sandbox
 from dlcourse.grading.spec import Spec
 
 GRADER_SLACK_S = 120  # grader-side start-up and metrics on top of the student's wall budget
 
 
 def submission_id(path: Path, assignment: str) -> str:
-    """`alice` for submitted/alice/<assignment>/, else the folder's own name."""
-    path = Path(path).resolve()
-    return path.parent.name if path.name == assignment else path.name
+    """`alice` for submitted/alice/<assignment>/, else the folder's own name (always text)."""
+    path = Path(path).absolute()
+    return submission.display_name(path.parent.name if path.name == assignment else path.name)
+
+
+def _intake(folder: Path, spec: Spec) -> str | None:
+    """Why this folder cannot be graded at all, or None."""
+    if not folder.is_dir():
+        return f"{submission.display_name(folder)} is not a folder"
+    problems = submission.special_files(folder)
+    notebook = folder / spec.notebook
+    try:
+        if notebook.is_file():
+            submission.check_notebook_size(notebook)
+        for w in spec.weights:
+            if (folder / w).is_file():
+                submission.check_weights_size(folder / w)
+    except submission.SubmissionRejected as exc:
+        problems.append(str(exc))
+    return "; ".join(problems) or None
+
+
+def _weight_hashes(folder: Path, spec: Spec) -> dict[str, str]:
+    return {w: submission.sha256(folder / w) for w in spec.weights if (folder / w).is_file()}
+
+
+def _reference_flags(hashes: dict[str, str]) -> list[str]:
+    """Submitted weight files identical to one of the course's own (weights/manifest.json)."""
+    from dlcourse import weights
+
+    known = {entry["sha256"]: name for name, entry in weights.manifest().items()}
+    return [
+        f"{file} is identical to the course's reference file weights/{known[h]}"
+        for file, h in hashes.items()
+        if h in known
+    ]
 
 
 def grade_submission(
-    submission: Path,
+    folder: Path,
     spec: Spec,
     out_dir: Path,
-    sandbox: bool | None = None,
+    sandbox: bool = True,
     public_only: bool = False,
 ) -> dict[str, Any]:
     """Run the hidden (or only the public) tests on one submission; write results and summary."""
+    folder = Path(folder).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
+    extra = {
+        "assignment": spec.name,
+        "submission": submission.display_name(folder),
+        "sandboxed": sandbox,
+    }
+    title = f"{spec.name} - {submission_id(folder, spec.name)}"
+    rejected = _intake(folder, spec)
+    if rejected:
+        doc = results.failed_run(f"submission refused: {rejected}", extra)
+        if not sandbox:
+            results.mark_unsandboxed(doc)
+        _write(out_dir, doc, title)
+        return doc
+    extra["fingerprint"] = submission.fingerprint(folder)
+    extra["weights_sha256"] = _weight_hashes(folder, spec)
     raw = out_dir / ".results.partial.json"
     raw.unlink(missing_ok=True)
     cmd = [
@@ -44,16 +94,15 @@ def grade_submission(
         "--import-mode=importlib", "--rootdir", str(spec.tests_dir), "-o", "addopts=",
         "--confcutdir", str(spec.tests_dir),
         "-q", "--no-header", "-rN", "--tb=short",
-        "--assignment", spec.name, "--submission", str(Path(submission).resolve()),
+        "--assignment", spec.name, "--submission", str(folder),
         "--results", str(raw),
     ]  # fmt: skip
     if public_only:
         cmd.append("--public-only")
-    if sandbox is False:
+    if not sandbox:
         cmd.append("--no-sandbox")
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("NBGRADER_EXECUTION", None)
-    extra = {"assignment": spec.name, "submission": str(submission)}
     try:
         proc = subprocess.run(
             cmd,
@@ -69,14 +118,53 @@ def grade_submission(
     results.write_atomic(out_dir / "grader.log", log)  # staff only: may show test code
     if raw.is_file():
         doc = results.read(raw)
+        doc["extra_data"].update(extra)
         raw.unlink()
     else:
         tail = log.strip().splitlines()[-1:] or ["no output"]
         doc = results.failed_run(f"the grader could not run ({tail[0][:300]})", extra)
-    title = f"{spec.name} - {submission_id(submission, spec.name)}"
+    results.add_flags(doc, _reference_flags(extra["weights_sha256"]))
+    if not sandbox:
+        results.mark_unsandboxed(doc)
+    _write(out_dir, doc, title)
+    return doc
+
+
+def _write(out_dir: Path, doc: dict[str, Any], title: str) -> None:
     results.write_atomic(out_dir / "summary.txt", results.summary(doc, title))
     results.write_atomic(out_dir / "results.json", results.dumps(doc))
-    return doc
+
+
+def grade_cached(folder: Path, spec: Spec, out_dir: Path, sandbox: bool = True) -> dict[str, Any]:
+    """The results in out_dir if they were computed for this very submission, else grade it."""
+    path = out_dir / "results.json"
+    if path.is_file():
+        doc = results.read(path)
+        extra = doc.get("extra_data", {})
+        if extra.get("sandboxed") == sandbox and extra.get("fingerprint") == (
+            submission.fingerprint(folder) if Path(folder).is_dir() else None
+        ):
+            return doc
+    return grade_submission(folder, spec, out_dir, sandbox)
+
+
+def cohort_ids(submissions: list[Path], assignment: str) -> dict[str, Path]:
+    """A distinct id per distinct folder (`alice`, `alice-2`...); a folder given twice once."""
+    ids: dict[str, Path] = {}
+    seen: set[Path] = set()
+    for s in submissions:
+        path = Path(s).absolute()
+        key = path.resolve() if path.exists() else path
+        if key in seen:
+            continue
+        seen.add(key)
+        base = submission_id(path, assignment)
+        sid, n = base, 1
+        while sid in ids:
+            n += 1
+            sid = f"{base}-{n}"
+        ids[sid] = path
+    return ids
 
 
 def grade_many(
@@ -85,21 +173,46 @@ def grade_many(
     out: Path,
     jobs: int = 1,
     force: bool = False,
-    sandbox: bool | None = None,
+    sandbox: bool = True,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Grade into out/<id>/ (skipping those already graded unless `force`), then out/marks.csv."""
-    ids = {submission_id(s, spec.name): Path(s) for s in submissions}
-    if len(ids) != len(submissions):
-        raise ValueError("two submissions have the same id; grade them into different --out")
-    todo = [i for i in ids if force or not (out / i / "results.json").is_file()]
-    bar = tqdm(total=len(todo), desc=f"grading {spec.name}", file=sys.stdout, disable=not progress)
+    """Grade into out/<id>/ (reusing results of unchanged submissions unless `force`), then
+    flag weight files shared between students and write out/marks.csv.
+
+    Every folder gets a row: one that cannot be graded gets its reason, never a crash.
+    Raises SandboxUnavailable up front when a sandbox is asked for and cannot be built.
+    """
+    if sandbox:
+        require_sandbox()
+    ids = cohort_ids(submissions, spec.name)
+    grade = grade_submission if force else grade_cached
+    bar = tqdm(total=len(ids), desc=f"grading {spec.name}", file=sys.stdout, disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(grade_submission, ids[i], spec, out / i, sandbox): i for i in todo}
+        futures = {pool.submit(grade, p, spec, out / i, sandbox): i for i, p in ids.items()}
+        docs = {}
         for f in as_completed(futures):
-            f.result()
+            docs[futures[f]] = f.result()
             bar.update()
     bar.close()
-    docs = {i: results.read(out / i / "results.json") for i in ids}
+    for sid, flags in shared_weight_flags(docs).items():
+        if results.add_flags(docs[sid], flags):
+            _write(out / sid, docs[sid], f"{spec.name} - {sid}")
     results.write_atomic(out / "marks.csv", results.cohort_csv(docs))
     return docs
+
+
+def shared_weight_flags(docs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """For each submission, the weight files byte-identical to another submission's."""
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for sid, doc in docs.items():
+        for file, h in doc["extra_data"].get("weights_sha256", {}).items():
+            owners.setdefault(h, []).append((sid, file))
+    flags: dict[str, list[str]] = {}
+    for group in owners.values():
+        for sid, file in group:
+            others = sorted(o for o, _ in group if o != sid)
+            if others:
+                flags.setdefault(sid, []).append(
+                    f"{file} is identical to the weights submitted by {', '.join(others)}"
+                )
+    return flags

@@ -1,4 +1,9 @@
-"""An assignment's grading spec: grader_tests/<assignment>/assignment.toml."""
+"""What an assignment is, for grading: grader_tests/<assignment>/assignment.toml.
+
+The one owner of the submitted notebook's name, the weight files and the limits: the grader,
+the worker, validation and nbgrader's exclude_overwriting (nbgrader_config.py) all read it here.
+Imports nothing heavy, because nbgrader loads it with its configuration.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dlcourse.course import GRADER_TESTS
-from dlcourse.sandbox import Limits
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10
     import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-submission limits of the student process, from assignment.toml `[limits]`."""
+
+    wall_s: float = 900.0  # all calls of one submission together (a safety stop)
+    call_s: float = 120.0  # one probe call (also the notebook load)
+    memory_mb: int = 6144  # resident memory of the worker's process tree
+    file_mb: int = 64  # largest file the worker may write (its log included)
 
 
 @dataclass(frozen=True)
@@ -51,3 +65,11 @@ def load(assignment: str, tests_dir: Path | None = None) -> Spec:
         weights=tuple(data.get("weights", [])),
         limits=Limits(**limits),
     )
+
+
+def exclude_overwriting(root: Path = GRADER_TESTS) -> dict[str, list[str]]:
+    """nbgrader's Autograde.exclude_overwriting: no student weight file is ever replaced."""
+    found = {}
+    for toml in sorted(Path(root).glob("*/assignment.toml")):
+        found[toml.parent.name] = list(load(toml.parent.name, toml.parent).weights)
+    return found

@@ -11,11 +11,9 @@ from typing import Any
 import torch
 
 from dlcourse import notebook
-from dlcourse.grading import protocol
+from dlcourse.grading import protocol, submission
+from dlcourse.grading.sandbox import Worker, WorkerError
 from dlcourse.grading.spec import Spec
-from dlcourse.sandbox import Worker, WorkerError
-
-MAX_WEIGHTS_BYTES = 1024 * 2**20
 
 
 class StudentError(Exception):
@@ -25,13 +23,14 @@ class StudentError(Exception):
 class Student:
     """One submission: definitions by name, weight files, and probes run in its worker."""
 
-    def __init__(self, submission: Path, spec: Spec, sandbox: bool | None = None) -> None:
+    def __init__(self, submission: Path, spec: Spec, sandbox: bool = True) -> None:
         self.path = Path(submission).resolve()
         self.spec = spec
         self.worker = Worker(
             self.path, spec.limits, sandbox, setup={"op": "load", "notebook": spec.notebook}
         )
         self.load_warnings: list[str] = []
+        self.last_cpu_s = 0.0  # CPU seconds the last `run` cost the student process (measured here)
         self.load_error: str | None = None  # set once: every later probe fails the same way
         self.timings: dict[str, float] = {"start_s": 0.0, "load_s": 0.0, "calls_s": 0.0}
 
@@ -39,6 +38,10 @@ class Student:
         nb = self.path / self.spec.notebook
         if not nb.is_file():
             raise StudentError(f"missing {self.spec.notebook}: submit the notebook under this name")
+        try:
+            submission.check_notebook_size(nb)
+        except submission.SubmissionRejected as exc:
+            raise StudentError(str(exc)) from None
         return nb
 
     def _ensure_started(self) -> None:
@@ -71,6 +74,7 @@ class Student:
         except WorkerError as exc:
             raise StudentError(f"{probe.__name__}: {exc}") from None
         self.timings["calls_s"] += reply.get("seconds", 0.0)
+        self.last_cpu_s = self.worker.last_cpu_s
         if not reply["ok"]:
             raise StudentError(f"{probe.__name__}: {reply['error']}")
         return reply["value"]
@@ -90,8 +94,10 @@ class Student:
         path = self.path / file
         if not path.is_file():
             raise StudentError(f"missing weight file {file}: save it next to the notebook")
-        if path.stat().st_size > MAX_WEIGHTS_BYTES:
-            raise StudentError(f"{file} is over {MAX_WEIGHTS_BYTES >> 20} MB")
+        try:  # bounded before reading: a small file can unpack into gigabytes
+            submission.check_weights_size(path)
+        except submission.SubmissionRejected as exc:
+            raise StudentError(str(exc)) from None
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - every load failure gets the same advice

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.grading import autograde
-from dlcourse.sandbox import bwrap_works
+from dlcourse.grading.sandbox import bwrap_works
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "grading"
 STUDENTS = ["good", "duplicated_cells", "deleted_cells", "missing_notebook"]
@@ -72,7 +72,8 @@ def test_damaged_cells_are_reported(course):
 def test_missing_notebook_is_an_error_not_a_silent_zero(course):
     root, reports, _, _ = course
     r = reports["missing_notebook"]
-    assert r.isolated["extra_data"]["status"] == "error (5 tests could not be computed)"
+    # every fixture here shares one toy.pt, so each is also flagged (test_gradebook_comment)
+    assert r.isolated["extra_data"]["status"] == "error (5 tests could not be computed) - FLAGGED"
     rows = {
         row["student"]: row
         for row in csv.DictReader((root / "grades" / "toy" / "marks_with_notebook.csv").open())
@@ -95,7 +96,7 @@ def test_feedback_without_hidden_test_code(course):
     for secret in ("SECRET-ADD-CHECK", "BEGIN HIDDEN", "TEACHER", "probe_logits", "def test_"):
         assert secret not in html  # ... but no hidden test, in the notebook or the isolated ones
     summary = (root / "feedback" / "good" / "toy" / "isolated_tests.txt").read_text()
-    assert summary.startswith("toy - good: 7/7 (complete)")
+    assert summary.startswith("toy - good: 7/7 (complete - FLAGGED)")
 
 
 def test_gradebook_csv_exported(course):
@@ -103,3 +104,18 @@ def test_gradebook_csv_exported(course):
     assert (root / "elsewhere.db").is_file() and not (root / "gradebook.db").exists()
     rows = list(csv.DictReader((root / "grades" / "toy" / "gradebook.csv").open()))
     assert {r["student_id"] for r in rows} >= {"good", "deleted_cells"}
+
+
+def test_gradebook_comment_says_sandboxed_and_flags_shared_weights(course):
+    root, _, _, _ = course
+    from dlcourse.grading import gradebook
+
+    note = gradebook.comment(f"sqlite:///{root / 'elsewhere.db'}", "dl-course", _spec(), "good")
+    assert note.startswith("Isolated grader: status complete - FLAGGED; sandboxed; FLAG: toy.pt")
+    assert "identical to the weights submitted by deleted_cells, duplicated_cells" in note
+
+
+def _spec():
+    from dlcourse.grading import spec
+
+    return spec.load("toy", FIXTURES / "toy_tests")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.cli import main
-from dlcourse.sandbox import bwrap_works
+from dlcourse.grading.sandbox import bwrap_works
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "grading"
 TOY = ["--assignment", "toy", "--tests", str(FIXTURES / "toy_tests")]
@@ -43,7 +43,9 @@ def test_grade_writes_results_and_csv(tmp_path, capsys):
 
 
 def test_bad_arguments_get_messages(tmp_path, capsys):
-    assert main(["grade", str(tmp_path / "nope"), *TOY]) == 2
-    assert "not submission folders" in capsys.readouterr().err
+    out = ["--out", str(tmp_path / "out")]
+    assert main(["grade", str(tmp_path / "nope"), *TOY, *out]) == 0  # a row, not a crash
+    assert "nope: 0/0 (error: submission refused:" in capsys.readouterr().out
+    assert "is not a folder" in (tmp_path / "out" / "marks.csv").read_text()
     assert main(["grade", str(tmp_path), "--assignment", "nonexistent"]) == 2
     assert "no grading spec" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.grading import runner
-from dlcourse.sandbox import bwrap_works
+from dlcourse.grading.sandbox import bwrap_works
 
 SUBMISSIONS = Path(__file__).resolve().parents[1] / "fixtures" / "grading" / "submissions"
 
@@ -103,9 +103,8 @@ def test_case_message_and_marks(graded, case):
             assert t["output"].startswith("error: "), t["output"]
     assert doc["score"] == score and doc["max_score"] == 7
     errors = sum(o == "error" for o, _ in expected.values())
-    assert doc["extra_data"]["status"] == (
-        f"error ({errors} tests could not be computed)" if errors else "complete"
-    )
+    status = doc["extra_data"]["status"].removesuffix(" - FLAGGED")  # shared toy.pt: see below
+    assert status == (f"error ({errors} tests could not be computed)" if errors else "complete")
     assert "bubblewrap sandbox" in doc["output"]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcourse.sandbox import Limits, Worker, WorkerError, bwrap_works
+from dlcourse.grading.sandbox import Limits, Worker, WorkerError, bwrap_works
 
 SUBMISSIONS = Path(__file__).resolve().parents[1] / "fixtures" / "grading" / "submissions"
 
@@ -73,8 +73,92 @@ def test_process_count_is_limited():
 def test_installed_bubblewrap_builds_the_sandbox():
     """An installed bubblewrap that cannot build our sandbox would silently skip the sandbox
     tests and grade unsandboxed: wherever the checkout lives (/tmp included), it must work."""
-    from dlcourse.sandbox import BWRAP
+    from dlcourse.grading.sandbox import BWRAP
 
     if not BWRAP.exists():
         pytest.skip("bubblewrap is not installed here")
     assert bwrap_works(), "bubblewrap is installed but `bwrap_works()` is False"
+
+
+ESCAPES = """
+import json, os, subprocess, sys
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True).returncode
+
+status = open("/proc/self/status").read()
+venv = sys.prefix
+print(json.dumps({
+    "uid": os.getuid(),
+    "gid": os.getgid(),
+    "cap_eff": status.split("CapEff:")[1].split()[0],
+    "umount_data": sh("umount /usr/share/datasets"),
+    "umount_lazy": sh("umount -l /usr/share/datasets"),
+    "remount_venv_rw": sh(f"mount -o remount,rw,bind {venv}"),
+    "mount_tmpfs": sh("mount -t tmpfs none /mnt"),
+    "new_userns": sh("unshare -Urm true"),
+    "write_venv": sh(f"touch {venv}/pwned"),
+    "write_package": sh(f"touch {os.environ['PKG']}/pwned"),
+}))
+"""
+
+
+@pytest.mark.skipif(not bwrap_works(), reason="needs a working bubblewrap")
+def test_sandbox_holds_as_root(tmp_path):
+    """Whoever starts it (the README's set-up runs graders as root), code inside the sandbox
+    is nobody with no capabilities: it cannot unmount what hides the data, remount the
+    read-only binds writable, mount anything or make a user namespace to get capabilities."""
+    import json
+    import subprocess
+    import sys
+
+    from dlcourse.grading.sandbox import PACKAGE_DIR, bwrap_args
+
+    (tmp_path / "escape.py").write_text(ESCAPES)
+    cmd = [*bwrap_args(tmp_path), "--setenv", "PKG", str(PACKAGE_DIR)]
+    proc = subprocess.run(
+        [*cmd, sys.executable, "-I", "escape.py"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert (seen["uid"], seen["gid"], seen["cap_eff"]) == (65534, 65534, "0000000000000000")
+    for attempt, code in seen.items():
+        if attempt not in ("uid", "gid", "cap_eff"):
+            assert code != 0, f"{attempt} succeeded inside the sandbox"
+    assert not (Path(sys.prefix) / "pwned").exists()
+    assert not (PACKAGE_DIR / "pwned").exists()
+
+
+def test_submission_cannot_shadow_grader_modules(tmp_path):
+    """A `dlcourse/` folder (or a `torch.py`) inside a submission is never imported by the worker:
+    it runs in Python's isolated mode, so the submission folder is not on sys.path."""
+    import shutil
+
+    shutil.copytree(SUBMISSIONS / "good", tmp_path / "sub")
+    fake = tmp_path / "sub" / "dlcourse" / "grading"
+    fake.mkdir(parents=True)
+    (fake.parent / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "worker.py").write_text("raise SystemExit('shadowed')\n")
+    (fake / "protocol.py").write_text("raise SystemExit('shadowed')\n")
+    (tmp_path / "sub" / "torch.py").write_text("raise SystemExit('shadowed')\n")
+    setup = {"op": "load", "notebook": "toy.ipynb"}
+    for sandbox in (False, *([True] if bwrap_works() else [])):
+        with Worker(tmp_path / "sub", Limits(call_s=20), sandbox=sandbox, setup=setup) as w:
+            w.start()
+            assert w.setup_reply["ok"], w.setup_reply
+            assert call(w, PROBE, "p", fn="add", a=1, b=2)["value"] == 3
+
+
+def test_cpu_time_of_a_call_is_measured_from_outside():
+    """`last_cpu_s` is what the student's process tree spent, not what the student reports."""
+    busy = (
+        "def q(ns):\n    import time\n    t = time.process_time()\n"
+        "    while time.process_time() - t < 1.0:\n        pass\n    return 0\n"
+    )
+    setup = {"op": "load", "notebook": "toy.ipynb"}
+    with Worker(SUBMISSIONS / "good", Limits(call_s=30), setup=setup) as w:
+        call(w, PROBE, "p", fn="add", a=1, b=2)
+        assert w.last_cpu_s < 0.5
+        call(w, busy, "q")
+        assert 0.9 <= w.last_cpu_s < 3.0

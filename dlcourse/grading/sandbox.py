@@ -24,32 +24,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from dlcourse.grading import protocol
+from dlcourse.grading.spec import Limits
 
 BWRAP = Path("/usr/bin/bwrap")
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the whole dlcourse package
 AS_HEADROOM_MB = 4096  # address space the CUDA build of torch maps at import (measured 3.2 GB)
 HIDDEN_DIRS = ("/usr/share/datasets", str(PACKAGE_DIR / "reference"))
 SANDBOX_MOUNT = "/submission"
 POLL_S = 0.05
 MAX_PROCESSES = 64  # root ignores RLIMIT_NPROC, so the grader counts the worker's processes
 STARTUP_S = 120.0  # Python + torch imports; not counted against the call limit
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-submission limits from assignment.toml `[limits]`."""
-
-    wall_s: float = 900.0  # all calls of one submission together
-    call_s: float = 120.0  # one probe call (also the notebook load)
-    memory_mb: int = 6144  # resident memory of the worker's process tree
-    file_mb: int = 64  # largest file the worker may write (its log included)
+NOBODY = 65534
+# Who the student is inside: nobody, in a user namespace of its own, with every capability
+# dropped and no way to make another user namespace. Run by root, bubblewrap otherwise leaves
+# the sandbox root in its namespace: it could unmount what hides the data and remount the
+# read-only binds writable.
+UNPRIVILEGED = [
+    "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY),
+    "--cap-drop", "ALL", "--disable-userns",
+]  # fmt: skip
 
 
 class WorkerError(RuntimeError):
@@ -65,15 +64,35 @@ def bwrap_works() -> bool:
     """Whether bubblewrap can build our sandbox on this machine (tried once per process)."""
     if not BWRAP.exists():
         return False
-    cmd = [*_bwrap_args(Path(tempfile.gettempdir())), sys.executable, "-c", "pass"]
+    cmd = [*bwrap_args(Path(tempfile.gettempdir())), sys.executable, "-I", "-c", "pass"]
     try:
         return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
-def _bwrap_args(submission: Path) -> list[str]:
-    args = [str(BWRAP), "--unshare-all", "--die-with-parent", "--new-session"]
+class SandboxUnavailable(RuntimeError):
+    """Grading was asked for with a sandbox, and bubblewrap cannot build one here."""
+
+
+def require_sandbox() -> None:
+    """Raise SandboxUnavailable, with what to do, unless bubblewrap builds our sandbox here."""
+    if bwrap_works():
+        return
+    why = "is not installed" if not BWRAP.exists() else "is installed but cannot build the sandbox"
+    raise SandboxUnavailable(
+        f"bubblewrap ({BWRAP}) {why}, so student code cannot be contained. Install it "
+        "(as root: apt-get install bubblewrap, or `make system-deps`), or pass --unsandboxed "
+        "to grade without containment (every output will say NOT SANDBOXED)"
+    )
+
+
+def bwrap_args(root: Path, mount: str = SANDBOX_MOUNT, writable: bool = False) -> list[str]:
+    """bubblewrap's command line for a sandbox that sees Python, dlcourse and `root` only.
+
+    `root` appears at `mount` (read-only unless `writable`: the nbgrader kernel's scratch copy).
+    """
+    args = [str(BWRAP), "--unshare-all", *UNPRIVILEGED, "--die-with-parent", "--new-session"]
     args += ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
         p = Path(top)
@@ -91,7 +110,7 @@ def _bwrap_args(submission: Path) -> list[str]:
     for d in HIDDEN_DIRS:
         if Path(d).is_dir():
             args += ["--tmpfs", d]
-    args += ["--ro-bind", str(submission), SANDBOX_MOUNT, "--chdir", SANDBOX_MOUNT]
+    args += ["--bind" if writable else "--ro-bind", str(root), mount, "--chdir", mount]
     return args
 
 
@@ -142,18 +161,19 @@ class Worker:
         self,
         submission: Path,
         limits: Limits,
-        sandbox: bool | None = None,
+        sandbox: bool = True,
         setup: dict[str, Any] | None = None,
     ) -> None:
         self.submission = Path(submission).resolve()
         self.setup = setup  # sent first to every process started (e.g. load the notebook)
         self.setup_reply: dict[str, Any] | None = None
         self.limits = limits
-        self.sandboxed = bwrap_works() if sandbox is None else sandbox
+        self.sandboxed = sandbox
         self.budget_s = limits.wall_s  # shared by every process started for this submission
         self.proc: subprocess.Popen | None = None
         self._copy: tempfile.TemporaryDirectory | None = None
         self.start_seconds = 0.0
+        self.last_cpu_s = 0.0  # CPU seconds of the student's process tree in the last call
         self._log = tempfile.TemporaryFile()
 
     @property
@@ -161,7 +181,7 @@ class Worker:
         if self.sandboxed:
             return "student code ran in a bubblewrap sandbox (no network, no grader files)"
         return (
-            "NOT SANDBOXED: bubblewrap is unavailable; student code ran in a limited process only"
+            "NOT SANDBOXED: graded with --unsandboxed; student code ran in a limited process only"
         )
 
     def start(self) -> None:
@@ -169,10 +189,16 @@ class Worker:
         t0 = time.perf_counter()
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
-        cmd = [sys.executable, "-m", "dlcourse.grading.worker", str(req_r), str(resp_w)]
+        # Isolated mode (-I): nothing in the submission folder (a `dlcourse/` of its own, say)
+        # or in PYTHON* variables can shadow the grader's modules.
+        cmd = [sys.executable, "-I", "-m", "dlcourse.grading.worker", str(req_r), str(resp_w)]
         cwd = self.submission
         if self.sandboxed:
-            cmd = [*_bwrap_args(self.submission), *cmd]
+            try:
+                require_sandbox()  # never fall back silently to an uncontained process
+            except SandboxUnavailable as exc:
+                raise WorkerError(str(exc)) from None
+            cmd = [*bwrap_args(self.submission, SANDBOX_MOUNT), *cmd]
         else:  # no read-only mount: work on a copy so the submission cannot be changed
             if self._copy is None:
                 self._copy = tempfile.TemporaryDirectory(prefix="dlcourse-submission-")
@@ -220,13 +246,36 @@ class Worker:
                 f"the submission used up its wall-clock budget of {self.limits.wall_s:g} s"
             )
         t0 = time.perf_counter()
+        cpu0 = self.cpu_seconds()
         try:
             self._send(protocol.encode(message), t0)
-            return self._read_reply(t0, self.limits.call_s, "call")
+            reply = self._read_reply(t0, self.limits.call_s, "call")
+            self.last_cpu_s = self.cpu_seconds() - cpu0
+            return reply
         except (BrokenPipeError, EOFError):
             raise WorkerError(self._death_cause()) from None
         finally:
             self.budget_s -= time.perf_counter() - t0
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the worker's process tree, read by the grader from /proc.
+
+        Unlike wall-clock time it barely moves when the machine is busy, and unlike anything
+        the student process reports it cannot be faked from inside.
+        """
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except (psutil.Error, AttributeError):
+            return 0.0
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+        return total
 
     def _send(self, data: bytes, t0: float) -> None:
         view = memoryview(data)

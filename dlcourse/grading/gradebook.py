@@ -1,0 +1,97 @@
+"""Reading and writing nbgrader's gradebook: where the isolated grader's points end up.
+
+The isolated tests' points go into the grade of the cell named by each test module's
+GRADE_CELL. A cell whose tests could not all be computed is flagged for manual grading rather
+than given a silent 0, and what staff must know (no sandbox, copied weights) goes into a
+gradebook comment, so the formgrader shows it next to the marks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dlcourse.grading.spec import Spec
+
+NOTES_HEADER = "Isolated grader:"
+
+
+def merge(db_url: str, course_id: str, spec: Spec, student: str, doc: dict[str, Any]) -> list[str]:
+    """Write the isolated scores and notes into the gradebook; returns problems (unknown cells)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    problems = []
+    notebook_id = Path(spec.notebook).stem
+    with Gradebook(db_url, course_id) as gb:
+        for cell, agg in doc["extra_data"]["grade_cells"].items():
+            if cell is None:
+                problems.append("tests without GRADE_CELL: their points are not in the gradebook")
+                continue
+            try:
+                grade = gb.find_grade(cell, notebook_id, spec.name, student)
+            except MissingEntry:
+                problems.append(f"no gradebook cell {cell} in {notebook_id} for {student}")
+                continue
+            grade.auto_score = min(agg["score"], grade.max_score)
+            grade.needs_manual_grade = bool(agg["errors"])
+            if abs(agg["max_score"] - grade.max_score) > 1e-9:
+                problems.append(
+                    f"{cell} is worth {grade.max_score:g} in the notebook but its tests "
+                    f"sum to {agg['max_score']:g}"
+                )
+        _write_notes(gb, notebook_id, spec.name, student, staff_notes(doc))
+        gb.db.commit()
+    return problems
+
+
+def staff_notes(doc: dict[str, Any]) -> list[str]:
+    """What the gradebook comment must say: status, sandbox, flags."""
+    extra = doc["extra_data"]
+    notes = [f"status {extra['status']}"]
+    notes.append("sandboxed" if extra.get("sandboxed") else "NOT SANDBOXED")
+    notes += [f"FLAG: {f}" for f in extra.get("flags", [])]
+    return notes
+
+
+def _write_notes(
+    gb: Any, notebook_id: str, assignment: str, student: str, notes: list[str]
+) -> None:
+    """Put the notes in the first comment of the notebook, replacing an earlier grader's."""
+    from nbgrader.api import MissingEntry
+
+    try:
+        nb = gb.find_submission_notebook(notebook_id, assignment, student)
+    except MissingEntry:
+        return
+    comments = sorted(nb.comments, key=lambda c: c.name)
+    if not comments:
+        return
+    c = comments[0]
+    kept = (c.auto_comment or "").split(NOTES_HEADER)[0].rstrip()
+    c.auto_comment = "\n\n".join(filter(None, [kept, f"{NOTES_HEADER} " + "; ".join(notes)]))
+
+
+def totals(
+    db_url: str, course_id: str, assignment: str, student: str
+) -> tuple[float, float] | None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url, course_id) as gb:
+        try:
+            sub = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return None
+        return sub.score, sub.max_score
+
+
+def comment(db_url: str, course_id: str, spec: Spec, student: str) -> str:
+    """The isolated grader's gradebook comment for a student ('' if none)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url, course_id) as gb:
+        try:
+            nb = gb.find_submission_notebook(Path(spec.notebook).stem, spec.name, student)
+        except MissingEntry:
+            return ""
+        texts = [c.auto_comment or "" for c in nb.comments]
+    return next((t[t.index(NOTES_HEADER) :] for t in texts if NOTES_HEADER in t), "")

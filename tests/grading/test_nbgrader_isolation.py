@@ -1,0 +1,137 @@
+"""Plain `nbgrader autograde` (what TAs type) runs each student's kernel in the sandbox.
+
+A hostile student who knows the course's real path tries what worked before: read the hidden
+tests and the solution, write into the gradebook and another student's submission, copy the
+instructor notebook into its own folder and leave a process behind to change the gradebook
+after the run. A submission holding a symbolic link is refused, and the batch goes on.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from dlcourse.course import ROOT
+from dlcourse.grading.sandbox import bwrap_works
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "grading"
+SURVIVOR = "4242.5"  # `sleep 4242.5`: a process the hostile notebook leaves behind
+
+HOSTILE = """
+import json, shutil, subprocess
+from pathlib import Path
+root = Path({root!r})
+seen = {{}}
+for rel in ["gradebook.db", "grader_tests/toy/test_toy.py", "source/toy/toy.ipynb",
+            "submitted/good/toy/toy.ipynb"]:
+    try:
+        (root / rel).read_bytes()
+        seen[rel] = "read"
+    except OSError:
+        seen[rel] = "blocked"
+    try:
+        with open(root / rel, "ab") as f:
+            f.write(b"PWNED")
+        seen[rel + " (write)"] = "wrote"
+    except OSError:
+        seen[rel + " (write)"] = "blocked"
+try:
+    shutil.copy(root / "source/toy/toy.ipynb", root / "autograded/hostile/toy/stolen.ipynb")
+    seen["copy"] = "copied"
+except OSError:
+    seen["copy"] = "blocked"
+subprocess.Popen(["sleep", "{survivor}"], start_new_session=True)
+subprocess.Popen(["sh", "-c", "sleep 3; echo PWNED >> {root}/gradebook.db"], start_new_session=True)
+print("SEEN", json.dumps(seen))
+"""
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not bwrap_works(), reason="needs a working bubblewrap"),
+]
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    shutil.copytree(FIXTURES / "toy_source", root / "source")
+    shutil.copytree(FIXTURES / "toy_tests", root / "grader_tests" / "toy")
+    good = FIXTURES / "submissions" / "good"
+    shutil.copytree(good, root / "submitted" / "good" / "toy")
+    hostile = shutil.copytree(good, root / "submitted" / "hostile" / "toy")
+    nb = nbformat.read(hostile / "toy.ipynb", as_version=4)
+    code = HOSTILE.format(root=str(root), survivor=SURVIVOR)
+    nb.cells.insert(2, nbformat.v4.new_code_cell(code))
+    nbformat.write(nb, hostile / "toy.ipynb")
+    linked = shutil.copytree(good, root / "submitted" / "linked" / "toy")
+    (linked / "toy.pt").unlink()
+    (linked / "toy.pt").symlink_to(root / "submitted" / "good" / "toy" / "toy.pt")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    nbg = [sys.executable, "-m", "nbgrader"]
+    subprocess.run([*nbg, "generate_assignment", "toy", "--force"], cwd=root, env=env, check=True)
+    guarded = {d: _digest(root / d) for d in ("submitted", "grader_tests", "source")}
+    proc = subprocess.run(
+        [*nbg, "autograde", "toy", "--force"], cwd=root, env=env, capture_output=True, text=True
+    )
+    time.sleep(5)  # what a surviving process would have written by now
+    return root, proc, guarded
+
+
+def _score(root: Path, student: str) -> tuple[float, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "dl-course") as gb:
+        sub = gb.find_submission("toy", student)
+        return sub.score, sub.max_score
+
+
+def test_plain_nbgrader_writes_the_isolated_marks(course):
+    root, _, _ = course
+    assert _score(root, "good") == (8, 8)  # visible test 1 + isolated hidden tests 7
+    assert (root / "grades" / "toy" / "good" / "results.json").is_file()
+
+
+def test_hostile_kernel_sees_and_changes_nothing_of_the_course(course):
+    root, _, guarded = course
+    out = nbformat.read(root / "autograded" / "hostile" / "toy" / "toy.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    seen = json.loads(text.split("SEEN ", 1)[1].splitlines()[0])
+    assert set(seen.values()) == {"blocked"}, seen
+    assert not (root / "autograded" / "hostile" / "toy" / "stolen.ipynb").exists()
+    assert {d: _digest(root / d) for d in guarded} == guarded
+    assert b"PWNED" not in (root / "gradebook.db").read_bytes()
+    assert _score(root, "hostile") == (8, 8)  # its answers are right: it keeps its marks
+
+
+def test_no_student_process_survives(course):
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"] and SURVIVOR in p.info["cmdline"]
+    ]
+    assert leftovers == []
+
+
+def test_symlinked_submission_is_refused_and_the_batch_goes_on(course):
+    root, proc, _ = course
+    log = proc.stdout + proc.stderr
+    assert "toy.pt is a symbolic link; submit the file itself, not a link to it" in log
+    assert not (root / "autograded" / "linked").exists()
+    assert _score(root, "good") == (8, 8)
