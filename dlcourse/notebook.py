@@ -20,8 +20,28 @@ _CONSTANT_NODES = (
 )  # fmt: skip
 
 
+# Definitions are model code, not data: a literal this large could only smuggle data in (a
+# table of test-image hashes to labels, say), so the grader refuses it.
+MAX_LITERAL_CHARS = 10_000  # one string or bytes literal
+MAX_LITERAL_ITEMS = 1_000  # one list, tuple, set or dict display
+MAX_DEFINITIONS_CHARS = 500_000  # everything taken from one notebook
+
+
 class NotebookError(ValueError):
     """The file is not a readable notebook; the message names the file."""
+
+
+def _oversized_literal(node: ast.AST) -> str | None:
+    """What is too large about the first oversized literal under `node`, or None."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str | bytes):
+            if len(n.value) > MAX_LITERAL_CHARS:
+                return f"a literal of {len(n.value):,} characters (at most {MAX_LITERAL_CHARS:,})"
+        elif isinstance(n, ast.List | ast.Tuple | ast.Set | ast.Dict):
+            items = len(n.keys) if isinstance(n, ast.Dict) else len(n.elts)
+            if items > MAX_LITERAL_ITEMS:
+                return f"a literal of {items:,} items (at most {MAX_LITERAL_ITEMS:,})"
+    return None
 
 
 def _is_constant(node: ast.AST) -> bool:
@@ -89,9 +109,20 @@ def definitions(path: str | Path) -> tuple[str, list[str]]:
         lines = src.split("\n")
         for node in tree.body:
             if _keep(node):
+                if too_large := _oversized_literal(node):
+                    raise NotebookError(
+                        f"{Path(path).name}: cell {i}, line {node.lineno} holds {too_large}; "
+                        "the grader refuses large constants in definitions: load data from a file"
+                    )
                 first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
                 chunks.append("\n".join(lines[first - 1 : node.end_lineno]))
-    return "\n\n".join(chunks) + "\n", warnings
+    source = "\n\n".join(chunks) + "\n"
+    if len(source) > MAX_DEFINITIONS_CHARS:
+        raise NotebookError(
+            f"{Path(path).name}: its definitions hold {len(source):,} characters (at most "
+            f"{MAX_DEFINITIONS_CHARS:,}); the grader refuses notebooks that embed data in code"
+        )
+    return source, warnings
 
 
 def source_of(path: str | Path, name: str) -> str | None:

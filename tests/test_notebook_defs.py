@@ -52,3 +52,28 @@ def test_unreadable_notebooks_name_the_file(tmp_path, content):
         notebook.definitions(path)
     with pytest.raises(notebook.NotebookError, match="no such notebook"):
         notebook.definitions(tmp_path / "missing.ipynb")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("LOOKUP = " + repr("0123456789" * 1_001), "a literal of 10,010 characters"),
+        ("LABELS = " + repr(list(range(1_001))), "a literal of 1,001 items"),
+        (
+            "def forward(x):\n    table = " + repr({i: i % 10 for i in range(2_000)}) + "\n",
+            "a literal of 2,000 items",
+        ),
+    ],
+)
+def test_large_constants_are_refused_with_a_message(tmp_path, source, message):
+    """A table of test-image hashes to labels is data, not model code: the grader refuses it,
+    as a module constant or hidden in a function, and says where it is."""
+    path = write(tmp_path, "import torch", source)
+    with pytest.raises(notebook.NotebookError, match=f"nb.ipynb: cell 2, line 1 holds {message}"):
+        notebook.definitions(path)
+
+
+def test_many_small_constants_are_refused_too(tmp_path):
+    cells = [f"C{i} = {list(range(900))!r}" for i in range(200)]
+    with pytest.raises(notebook.NotebookError, match="definitions hold .* characters"):
+        notebook.definitions(write(tmp_path, *cells))
