@@ -14,7 +14,7 @@ from dlcourse.grading import heldout, points, public
 
 GRADE_CELL = "cw1_model_hidden"
 WEIGHTS = "cw1_model.pt"
-MAX_NUMBERS = 1_000_000  # floating-point values in the state_dict, buffers included
+MAX_NUMBERS = 1_000_000  # every value in the state_dict, buffers and integers included
 # CPU seconds (user + system) the student's process tree spends on the 10,000 images, measured
 # by the grader from outside that process (`student.last_cpu_s`): a busy machine stretches the
 # wall clock, not the CPU time, so the mark no longer depends on who else is running.
@@ -88,7 +88,18 @@ def _accuracy(student) -> float:
     assert isinstance(logits, torch.Tensor) and logits.shape == (10000, 10), (
         f"MyResNet returned {getattr(logits, 'shape', type(logits).__name__)} for 10000 images"
     )
-    return metrics.accuracy(logits, _test_split().y)
+    acc = metrics.accuracy(logits, _test_split().y)
+    n = _numbers(student)  # extra buffers could carry a table of test images: not marked
+    assert n <= MAX_NUMBERS, (
+        f"test accuracy {acc:.2%}, not marked: {WEIGHTS} holds {n:,} numbers, over the "
+        f"{MAX_NUMBERS:,} limit"
+    )
+    return acc
+
+
+def _numbers(student) -> int:
+    """Every number in the state_dict, whatever its dtype (images stored as uint8 count too)."""
+    return sum(t.numel() for t in student.state_dict(WEIGHTS).values())
 
 
 @public
@@ -105,7 +116,7 @@ def test_weights_load(student):
 def test_parameter_limit(student):
     """At most 1,000,000 numbers in the state_dict of a model that loads."""
     _loaded(student)
-    n = sum(t.numel() for t in student.state_dict(WEIGHTS).values() if t.is_floating_point())
+    n = _numbers(student)
     assert n <= MAX_NUMBERS, f"{WEIGHTS} holds {n:,} numbers; the limit is {MAX_NUMBERS:,}"
 
 

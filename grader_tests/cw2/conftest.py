@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dlcourse import classifier, data
+from dlcourse.grading import heldout
 from dlcourse.reference.cw2 import SAMPLE_SEED, SAMPLES
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -44,7 +45,14 @@ def probe_generate(ns, z):
 
 @pytest.fixture(scope="session")
 def test_split() -> data.Split:
+    """The public test images: the real distribution GAN samples are compared with."""
     return data.load_fashion_mnist(smoke=False).test
+
+
+@pytest.fixture(scope="session")
+def private_split() -> data.Split:
+    """The private test set (dlcourse.grading.heldout) the VAE's ELBO is measured on."""
+    return heldout.private_test_split()
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,25 @@
 """Hidden tests for the VAE in vae_model.pt (grade cell cw2_vae_model_hidden).
 
-The negative ELBO is computed here from the model's outputs on the 10,000 test images: the
-student process runs `encode`, draws one z per image with a seed fixed here, and returns
-`decode(z)`, mu and logvar; the Bernoulli NLL and the Gaussian KL are computed by the grader
-(`metrics.negative_elbo`), so a wrong loss function cannot flatter the mark.
-Tiers come from `dlcourse train-reference cw2` (weights/manifest.json, vae_model.pt's metric),
-measured on CPU with the same seed as here (nats per image on the 10,000 test images):
+The negative ELBO is computed here from the model's outputs on the private test set (the 10,000
+test images under the staff-seeded intensity change of `dlcourse.grading.heldout`, so a VAE
+fitted to the public test images gains nothing): the student process runs `encode`, draws one z
+per image with a seed fixed here, and returns `decode(z)`, mu and logvar; the Bernoulli NLL and
+the Gaussian KL are computed by the grader (`metrics.negative_elbo`), so a wrong loss function
+cannot flatter the mark. Measured on CPU with the same seed as here (nats per image;
+`python bench/calibrate_heldout.py --only cw2`, public figures as in weights/manifest.json):
 
-| model                                                          | negative ELBO |
-|----------------------------------------------------------------|---------------|
-| untrained reference architecture                               | 545.10        |
-| reference architecture after 100 steps                         | 301.46        |
-| pytorch/examples' MLP VAE, same CPU time as the reference (43 epochs) | 240.77 |
-| reference VAE (30 epochs, 173 CPU s)                           | 238.22        |
+| model                                                    | public  | private |
+|----------------------------------------------------------|---------|---------|
+| untrained reference architecture                         | 544.46  | 544.46  |
+| reference architecture after 100 steps                   | 301.46  | 305.94  |
+| pytorch/examples' MLP VAE, same CPU time as the reference (43 epochs) | 240.63 | 256.46 |
+| reference VAE (30 epochs, 173 CPU s)                     | 238.22  | 254.18  |
 
-Tier 3 (reference level) leaves 1.3 nats for another seed or device and still beats the
-baseline; tier 2 is the baseline's level; tier 1 is well trained, far below 100 steps' worth.
+Rules (as on the public set before): tier 3 is the reference plus 1.3 nats for another seed or
+device, rounded to half a nat, and still beats the baseline; tier 2 is the baseline plus half a
+nat, rounded up to half a nat; tier 1 keeps its distance from the reference (21.78 nats), far
+below 100 steps' worth. The private set costs the reference 16 nats: dimmer, greyer pixels cost
+more under a Bernoulli likelihood.
 """
 
 import torch
@@ -27,7 +31,7 @@ from dlcourse.reference.cw2 import ELBO_SEED
 GRADE_CELL = "cw2_vae_model_hidden"
 WEIGHTS = "vae_model.pt"
 MAX_PARAMETERS = 1_000_000  # "fewer than"
-ELBO_TIERS = (260.0, 241.5, 239.5)
+ELBO_TIERS = (276.0, 257.0, 255.5)
 
 
 def probe_interface(ns):
@@ -146,13 +150,14 @@ def test_reparametrize_differentiable(student):
 _elbo_cache: dict = {}
 
 
-def _negative_elbo(student, test_split) -> float:
+def _negative_elbo(student, private_split) -> float:
     if "value" not in _elbo_cache:
+        x = private_split.x
         try:
-            recon, mu, logvar = student.run(probe_elbo_outputs, x=test_split.x, seed=ELBO_SEED)
-            assert recon.shape == test_split.x.shape, f"decode gave {tuple(recon.shape)} images"
+            recon, mu, logvar = student.run(probe_elbo_outputs, x=x, seed=ELBO_SEED)
+            assert recon.shape == x.shape, f"decode gave {tuple(recon.shape)} images"
             assert recon.min() >= 0 and recon.max() <= 1, "decode must return means in [0, 1]"
-            _elbo_cache["value"] = metrics.negative_elbo(recon, test_split.x, mu, logvar)
+            _elbo_cache["value"] = metrics.negative_elbo(recon, x, mu, logvar)
         except Exception as exc:  # noqa: BLE001 - re-raised for each tier with its message
             _elbo_cache["value"] = exc
     if isinstance(_elbo_cache["value"], Exception):
@@ -160,26 +165,26 @@ def _negative_elbo(student, test_split) -> float:
     return _elbo_cache["value"]
 
 
-def _tier(student, test_split, limit: float, label: str) -> None:
-    value = _negative_elbo(student, test_split)
+def _tier(student, private_split, limit: float, label: str) -> None:
+    value = _negative_elbo(student, private_split)
     assert value <= limit, (
         f"test negative ELBO {value:.2f} nats per image; {label} needs <= {limit}"
     )
 
 
 @points(4)
-def test_elbo_tier_1(student, test_split):
+def test_elbo_tier_1(student, private_split):
     """Test negative ELBO clearly below an undertrained VAE's."""
-    _tier(student, test_split, ELBO_TIERS[0], "tier 1")
+    _tier(student, private_split, ELBO_TIERS[0], "tier 1")
 
 
 @points(4)
-def test_elbo_tier_2(student, test_split):
+def test_elbo_tier_2(student, private_split):
     """Test negative ELBO at the level of pytorch/examples' MLP VAE trained as long."""
-    _tier(student, test_split, ELBO_TIERS[1], "tier 2")
+    _tier(student, private_split, ELBO_TIERS[1], "tier 2")
 
 
 @points(4)
-def test_elbo_tier_3(student, test_split):
+def test_elbo_tier_3(student, private_split):
     """Test negative ELBO at the reference VAE's level."""
-    _tier(student, test_split, ELBO_TIERS[2], "tier 3")
+    _tier(student, private_split, ELBO_TIERS[2], "tier 3")
