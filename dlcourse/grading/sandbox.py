@@ -40,6 +40,13 @@ SANDBOX_MOUNT = "/submission"
 POLL_S = 0.05
 MAX_PROCESSES = 64  # root ignores RLIMIT_NPROC, so the grader counts the worker's processes
 STARTUP_S = 120.0  # Python + torch imports; not counted against the call limit
+# Isolated mode (-I): nothing in the submission folder (a `dlcourse/` of its own, say) or in
+# PYTHON* variables can shadow the grader's modules; the package is put first on the path by
+# its own location, the one the sandbox mounts, however the grader found it.
+WORKER_BOOT = (
+    f"import sys; sys.path.insert(0, {str(PACKAGE_DIR.parent)!r}); "
+    "from dlcourse.grading.worker import main; main()"
+)
 NOBODY = 65534
 # Who the student is inside: nobody, in a user namespace of its own, with every capability
 # dropped and no way to make another user namespace. Run by root, bubblewrap otherwise leaves
@@ -189,9 +196,7 @@ class Worker:
         t0 = time.perf_counter()
         req_r, self._req_w = os.pipe()
         self._resp_r, resp_w = os.pipe()
-        # Isolated mode (-I): nothing in the submission folder (a `dlcourse/` of its own, say)
-        # or in PYTHON* variables can shadow the grader's modules.
-        cmd = [sys.executable, "-I", "-m", "dlcourse.grading.worker", str(req_r), str(resp_w)]
+        cmd = [sys.executable, "-I", "-c", WORKER_BOOT, str(req_r), str(resp_w)]
         cwd = self.submission
         if self.sandboxed:
             try:
