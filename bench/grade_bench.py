@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [one_grading(sub, s, test.x, test.y) for _ in range(args.repeat)]
         bare = [bare_forward(src_nb, test.x) for _ in range(args.repeat)]
         t0 = time.perf_counter()
-        doc = runner.grade_submission(sub, s, Path(tmp) / "out")
+        graded = runner.grade_submission(sub, s, Path(tmp) / "out")
         pipeline = time.perf_counter() - t0
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     fwd = statistics.median(bare)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ratio model evaluation / bare forward: {med['model evaluation'] / fwd:8.1f}")
     print(
         f"whole grade pipeline (pytest grader + 6 tests): {pipeline:.1f} s, "
-        f"score {doc['score']:g}/{doc['max_score']:g}"
+        f"score {graded.score:g}/{graded.max_score:g}"
     )
     return 0
 

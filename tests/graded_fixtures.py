@@ -4,12 +4,13 @@ Fixtures are the instructor notebook with one textual change, so they follow the
 evolves (a change that no longer applies fails loudly).
 """
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+
+from dlcourse.grading.results import GradingResults
 
 
 def cells(nb) -> dict:
@@ -26,15 +27,16 @@ def with_change(source: Path, grade_id: str, old: str, new: str):
     return nb
 
 
-def grade(assignment: str, submissions: list[Path], out: Path) -> dict[str, dict]:
-    """Run `dlcourse grade` on every submission (2 jobs); results.json by submission name."""
+def grade(assignment: str, submissions: list[Path], out: Path) -> dict[str, GradingResults]:
+    """Run `dlcourse grade` on every submission (2 jobs); the results.json files it wrote,
+    read back, by submission name."""
     cmd = [sys.executable, "-m", "dlcourse", "grade", "--assignment", assignment, "--jobs", "2",
            "--out", str(out), *map(str, submissions)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return {s.name: json.loads((out / s.name / "results.json").read_text()) for s in submissions}
+    return {s.name: GradingResults.read(out / s.name / "results.json") for s in submissions}
 
 
-def failed(doc: dict) -> set[str]:
+def failed(graded: GradingResults) -> set[str]:
     """Names of the tests that did not get full marks."""
-    return {t["name"] for t in doc["tests"] if t["score"] < t["max_score"]}
+    return {t.name for t in graded.tests if t.score < t.max_score}

@@ -15,13 +15,13 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import nbformat
 
 from dlcourse import course
 from dlcourse.grading import gradebook, results, runner, submission
 from dlcourse.grading.feedback import FEEDBACK_PREPROCESSORS
+from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import require_sandbox
 from dlcourse.grading.spec import Spec
 
@@ -32,7 +32,7 @@ class StudentReport:
     nbgrader_ok: bool = False
     cell_notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    isolated: dict[str, Any] | None = None
+    isolated: GradingResults | None = None
     total: float | None = None
     max_total: float | None = None
 
@@ -242,11 +242,11 @@ def autograde(
         reports[student].cell_notes = cell_problems(nb, expected)
 
     out = root / "grades" / assignment  # isolated tests first, in parallel; nbgrader reuses them
-    docs = runner.grade_many(list(folders.values()), spec, out, jobs, force, sandbox, progress)
+    graded = runner.grade_many(list(folders.values()), spec, out, jobs, force, sandbox, progress)
     for student in notebooks:  # one nbgrader process per student: a bad one stops only itself
         run_nbgrader(ctx, reports[student], force, sandbox)
     for student, rep in reports.items():
-        rep.isolated = docs.get(student)
+        rep.isolated = graded.get(student)
         if (t := gradebook.totals(db_url, ctx.course_id, assignment, student)) is not None:
             rep.total, rep.max_total = t
 
@@ -269,13 +269,13 @@ def write_marks(path: Path, reports: list[StudentReport]) -> None:
     w = csv.writer(buf)
     w.writerow(["student", "total", "max_total", "isolated", "isolated_max", "status", "notes"])
     for r in sorted(reports, key=lambda r: r.student):
-        iso = r.isolated or {}
-        status = "; ".join(r.errors) or iso.get("extra_data", {}).get("status", "not graded")
+        iso = r.isolated
+        status = "; ".join(r.errors) or (iso.status if iso else "not graded")
         total = "error" if r.total is None else f"{r.total:g}"
         w.writerow([
             r.student, total, "" if r.max_total is None else f"{r.max_total:g}",
-            f"{iso['score']:g}" if iso else "error", f"{iso['max_score']:g}" if iso else "",
-            status, "; ".join([*r.cell_notes, *iso.get("extra_data", {}).get("flags", [])]),
+            f"{iso.score:g}" if iso else "error", f"{iso.max_score:g}" if iso else "",
+            status, "; ".join([*r.cell_notes, *(iso.flags if iso else [])]),
         ])  # fmt: skip
     results.write_atomic(path, buf.getvalue())
 
@@ -286,8 +286,8 @@ def table(reports: list[StudentReport]) -> str:
     for r in sorted(reports, key=lambda r: r.student):
         iso = r.isolated
         total = "error" if r.total is None else f"{r.total:g}/{r.max_total:g}"
-        isolated = f"{iso['score']:g}/{iso['max_score']:g}" if iso else "error"
-        status = "; ".join(r.errors) or (iso["extra_data"]["status"] if iso else "not graded")
+        isolated = f"{iso.score:g}/{iso.max_score:g}" if iso else "error"
+        status = "; ".join(r.errors) or (iso.status if iso else "not graded")
         rows.append((r.student, total, isolated, status))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(

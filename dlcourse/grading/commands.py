@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from dlcourse import course
@@ -63,7 +62,7 @@ def _sandbox(args: argparse.Namespace) -> bool:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from dlcourse.grading import runner
+    from dlcourse.grading import results, runner
     from dlcourse.grading.sandbox import bwrap_works
     from dlcourse.grading.student import Student, StudentError
 
@@ -88,33 +87,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
             except StudentError as exc:
                 problems.append(str(exc))
     with tempfile.TemporaryDirectory() as tmp:
-        doc = runner.grade_submission(args.submission, spec, Path(tmp), sandbox, public_only=True)
-    for t in doc["tests"]:
-        ok = t["extra_data"]["outcome"] == "passed"
-        print(f"{'PASS' if ok else 'FAIL'}  {t['name']}" + ("" if ok else f"\n      {t['output']}"))
+        graded = runner.grade_submission(
+            args.submission, spec, Path(tmp), sandbox, public_only=True
+        )
+    for t in graded.tests:
+        ok = t.outcome == "passed"
+        print(f"{'PASS' if ok else 'FAIL'}  {t.name}" + ("" if ok else f"\n      {t.output}"))
         if not ok:
-            problems.append(f"{t['name']}: {t['output']}")
-    if doc["output"]:
-        print("\n".join(f"note: {n}" for n in doc["output"].splitlines()))
+            problems.append(f"{t.name}: {t.output}")
+    for note in "\n".join(graded.all_notes).splitlines():
+        print(f"note: {note}")
     if args.junit:
-        _junit(doc, args.junit)
+        results.write_atomic(args.junit, results.junit(graded))
     print(f"{'OK' if not problems else 'NOT READY'}: {args.submission} for {spec.name}")
     for p in problems:
         print(f"  - {p}")
     return 0 if not problems else 1
-
-
-def _junit(doc: dict, path: Path) -> None:
-    """JUnit XML of the public tests (names and messages only, as in feedback)."""
-    tests = doc["tests"]
-    suite = ET.Element("testsuite", name="dlcourse-validate", tests=str(len(tests)))
-    suite.set("failures", str(sum(t["extra_data"]["outcome"] != "passed" for t in tests)))
-    for t in tests:
-        case = ET.SubElement(suite, "testcase", name=t["name"], classname="validate")
-        if t["extra_data"]["outcome"] != "passed":
-            ET.SubElement(case, "failure", message=t["output"][:200]).text = t["output"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -128,12 +116,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return 2
     out = args.out or course.ROOT / "grades" / spec.name
     try:
-        docs = runner.grade_many(args.submissions, spec, out, args.jobs, args.force, _sandbox(args))
+        cohort = runner.grade_many(
+            args.submissions, spec, out, args.jobs, args.force, _sandbox(args)
+        )
     except SandboxUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for sid, doc in sorted(docs.items()):
-        print(f"{sid}: {doc['score']:g}/{doc['max_score']:g} ({doc['extra_data']['status']})")
+    for sid, graded in sorted(cohort.items()):
+        print(f"{sid}: {graded.score:g}/{graded.max_score:g} ({graded.status})")
     print(f"results: {out}/<submission>/results.json and summary.txt; cohort: {out}/marks.csv")
     return 0
 

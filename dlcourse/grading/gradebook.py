@@ -11,19 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dlcourse.grading.results import UNSANDBOXED, GradingResults
 from dlcourse.grading.spec import Spec
 
 NOTES_HEADER = "Isolated grader:"
 
 
-def merge(db_url: str, course_id: str, spec: Spec, student: str, doc: dict[str, Any]) -> list[str]:
+def merge(
+    db_url: str, course_id: str, spec: Spec, student: str, graded: GradingResults
+) -> list[str]:
     """Write the isolated scores and notes into the gradebook; returns problems (unknown cells)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     problems = []
     notebook_id = Path(spec.notebook).stem
     with Gradebook(db_url, course_id) as gb:
-        for cell, agg in doc["extra_data"]["grade_cells"].items():
+        for cell, agg in graded.grade_cells().items():
             if cell is None:
                 problems.append("tests without GRADE_CELL: their points are not in the gradebook")
                 continue
@@ -32,24 +35,23 @@ def merge(db_url: str, course_id: str, spec: Spec, student: str, doc: dict[str, 
             except MissingEntry:
                 problems.append(f"no gradebook cell {cell} in {notebook_id} for {student}")
                 continue
-            grade.auto_score = min(agg["score"], grade.max_score)
-            grade.needs_manual_grade = bool(agg["errors"])
-            if abs(agg["max_score"] - grade.max_score) > 1e-9:
+            grade.auto_score = min(agg.score, grade.max_score)
+            grade.needs_manual_grade = bool(agg.errors)
+            if abs(agg.max_score - grade.max_score) > 1e-9:
                 problems.append(
                     f"{cell} is worth {grade.max_score:g} in the notebook but its tests "
-                    f"sum to {agg['max_score']:g}"
+                    f"sum to {agg.max_score:g}"
                 )
-        _write_notes(gb, notebook_id, spec.name, student, staff_notes(doc))
+        _write_notes(gb, notebook_id, spec.name, student, staff_notes(graded))
         gb.db.commit()
     return problems
 
 
-def staff_notes(doc: dict[str, Any]) -> list[str]:
+def staff_notes(graded: GradingResults) -> list[str]:
     """What the gradebook comment must say: status, sandbox, flags."""
-    extra = doc["extra_data"]
-    notes = [f"status {extra['status']}"]
-    notes.append("sandboxed" if extra.get("sandboxed") else "NOT SANDBOXED")
-    notes += [f"FLAG: {f}" for f in extra.get("flags", [])]
+    notes = [f"status {graded.status}"]
+    notes.append("sandboxed" if graded.sandboxed else UNSANDBOXED)
+    notes += [f"FLAG: {f}" for f in graded.flags]
     return notes
 
 

@@ -1,19 +1,19 @@
 """pytest plugin loaded by the grader (`-p dlcourse.grading.plugin`) for one submission.
 
-It provides the `student` fixture, requires `@points` on every test, and writes the
-Gradescope-format results.json. Outputs carry the failure message only, never the hidden
-test's code: a bare `assert` shows as "a hidden check failed".
+It provides the `student` fixture, requires `@points` on every test, and records each test as
+a `TestResult`; the runner completes the `GradingResults` it writes. Outputs carry the failure
+message only, never the hidden test's code: a bare `assert` shows as "a hidden check failed".
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 
-from dlcourse.grading import results, spec
+from dlcourse.grading import spec
+from dlcourse.grading.results import GradingResults, Outcome, TestResult
 from dlcourse.grading.sandbox import WorkerError
 from dlcourse.grading.student import Student, StudentError
 
@@ -30,7 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class Recorder:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.tests: list[dict] = []
+        self.tests: list[TestResult] = []
         self.student: Student | None = None
         self.t0 = time.perf_counter()
 
@@ -72,17 +72,15 @@ class Recorder:
             notes += [f"notebook: {w}" for w in st.load_warnings]
             missing = st.spec.missing_files(st.path)
             notes += [f"missing file: {f}" for f in missing]
-        doc = results.build(
-            self.tests,
+        graded = GradingResults(
+            assignment=self.config.getoption("--assignment"),
+            submission=self.config.getoption("--submission"),
+            tests=self.tests,
             notes=notes,
-            extra={
-                "assignment": self.config.getoption("--assignment"),
-                "submission": self.config.getoption("--submission"),
-                "sandboxed": st.worker.sandboxed if st else None,
-                "timings": {**(st.timings if st else {}), "total_s": self._elapsed()},
-            },
+            sandboxed=st.worker.sandboxed if st else None,
+            timings={**(st.timings if st else {}), "total_s": self._elapsed()},
         )
-        Path(out).write_text(json.dumps(doc, indent=2) + "\n")
+        Path(out).write_text(graded.to_json())  # partial: the runner adds what it knows
         if st is not None:
             st.close()
 
@@ -94,7 +92,7 @@ def _function(item: pytest.Item):
     return getattr(item, "function", None)
 
 
-def _message(exc: BaseException) -> tuple[str, str]:
+def _message(exc: BaseException) -> tuple[Outcome, str]:
     """(outcome, output) for a failed test, without the hidden test's source."""
     if isinstance(exc, StudentError | WorkerError):
         return "error", f"error: {exc}"
@@ -106,9 +104,10 @@ def _message(exc: BaseException) -> tuple[str, str]:
     return "error", f"error: {type(exc).__name__}: {str(exc)[:500]}"
 
 
-def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) -> dict:
+def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) -> TestResult:
     fn = _function(item)
     max_score = getattr(fn, "_dlcourse_points", 0.0)
+    outcome: Outcome
     if rep.passed:
         outcome, output = "passed", ""
     elif rep.skipped:
@@ -116,16 +115,16 @@ def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) ->
     else:
         outcome, output = _message(call.excinfo.value) if call.excinfo else ("error", "error")
     doc = (fn.__doc__ or "").strip().splitlines()
-    return {
-        "name": f"{item.module.__name__.rsplit('.', 1)[-1]}::{item.name}",
-        "description": doc[0] if doc else "",
-        "max_score": max_score,
-        "score": max_score if outcome == "passed" else 0.0,
-        "outcome": outcome,
-        "output": output,
-        "public": bool(getattr(fn, "_dlcourse_public", False)),
-        "grade_cell": getattr(item.module, "GRADE_CELL", None),
-    }
+    return TestResult(
+        name=f"{item.module.__name__.rsplit('.', 1)[-1]}::{item.name}",
+        description=doc[0] if doc else "",
+        max_score=max_score,
+        score=max_score if outcome == "passed" else 0.0,
+        outcome=outcome,
+        output=output,
+        public=bool(getattr(fn, "_dlcourse_public", False)),
+        grade_cell=getattr(item.module, "GRADE_CELL", None),
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -176,7 +176,7 @@ class IsolatedGrades(NbGraderPreprocessor):
             return nb, resources
         folder = Path(course.format_path(course.submitted_directory, student, assignment))
         out = Path(course.root) / "grades" / assignment / student
-        doc = runner.grade_cached(folder, s, out, sandbox=not self.unsandboxed)
-        for problem in gradebook.merge(info["db_url"], course.course_id, s, student, doc):
+        graded = runner.grade_cached(folder, s, out, sandbox=not self.unsandboxed)
+        for problem in gradebook.merge(info["db_url"], course.course_id, s, student, graded):
             self.log.warning("%s: %s", student, problem)
         return nb, resources

@@ -11,11 +11,11 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from dlcourse.grading import results, submission
+from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import require_sandbox
 from dlcourse.grading.spec import Spec
 
@@ -67,25 +67,19 @@ def grade_submission(
     out_dir: Path,
     sandbox: bool = True,
     public_only: bool = False,
-) -> dict[str, Any]:
+) -> GradingResults:
     """Run the hidden (or only the public) tests on one submission; write results and summary."""
     folder = Path(folder).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
-    extra = {
-        "assignment": spec.name,
-        "submission": submission.display_name(folder),
-        "sandboxed": sandbox,
-    }
+    graded = GradingResults(spec.name, submission.display_name(folder), sandboxed=sandbox)
     title = f"{spec.name} - {submission_id(folder, spec.name)}"
     rejected = _intake(folder, spec)
     if rejected:
-        doc = results.failed_run(f"submission refused: {rejected}", extra)
-        if not sandbox:
-            results.mark_unsandboxed(doc)
-        _write(out_dir, doc, title)
-        return doc
-    extra["fingerprint"] = submission.fingerprint(folder)
-    extra["weights_sha256"] = _weight_hashes(folder, spec)
+        graded.failure = f"submission refused: {rejected}"
+        graded.write(out_dir, title)
+        return graded
+    graded.fingerprint = submission.fingerprint(folder)
+    hashes = graded.weights_sha256 = _weight_hashes(folder, spec)
     raw = out_dir / ".results.partial.json"
     raw.unlink(missing_ok=True)
     cmd = [
@@ -116,35 +110,27 @@ def grade_submission(
     except subprocess.TimeoutExpired as exc:
         log = f"grader timed out after {exc.timeout:g} s"
     results.write_atomic(out_dir / "grader.log", log)  # staff only: may show test code
-    if raw.is_file():
-        doc = results.read(raw)
-        doc["extra_data"].update(extra)
+    if raw.is_file():  # the grader process tells the tests; what it ran on is known here
+        run = GradingResults.read(raw)
+        graded.tests, graded.notes, graded.timings = run.tests, run.notes, run.timings
         raw.unlink()
     else:
         tail = log.strip().splitlines()[-1:] or ["no output"]
-        doc = results.failed_run(f"the grader could not run ({tail[0][:300]})", extra)
-    results.add_flags(doc, _reference_flags(extra["weights_sha256"]))
-    if not sandbox:
-        results.mark_unsandboxed(doc)
-    _write(out_dir, doc, title)
-    return doc
+        graded.failure = f"the grader could not run ({tail[0][:300]})"
+    graded.add_flags(_reference_flags(hashes))
+    graded.write(out_dir, title)
+    return graded
 
 
-def _write(out_dir: Path, doc: dict[str, Any], title: str) -> None:
-    results.write_atomic(out_dir / "summary.txt", results.summary(doc, title))
-    results.write_atomic(out_dir / "results.json", results.dumps(doc))
-
-
-def grade_cached(folder: Path, spec: Spec, out_dir: Path, sandbox: bool = True) -> dict[str, Any]:
+def grade_cached(folder: Path, spec: Spec, out_dir: Path, sandbox: bool = True) -> GradingResults:
     """The results in out_dir if they were computed for this very submission, else grade it."""
     path = out_dir / "results.json"
     if path.is_file():
-        doc = results.read(path)
-        extra = doc.get("extra_data", {})
-        if extra.get("sandboxed") == sandbox and extra.get("fingerprint") == (
+        cached = GradingResults.read(path)
+        if cached.sandboxed == sandbox and cached.fingerprint == (
             submission.fingerprint(folder) if Path(folder).is_dir() else None
         ):
-            return doc
+            return cached
     return grade_submission(folder, spec, out_dir, sandbox)
 
 
@@ -175,7 +161,7 @@ def grade_many(
     force: bool = False,
     sandbox: bool = True,
     progress: bool = True,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, GradingResults]:
     """Grade into out/<id>/ (reusing results of unchanged submissions unless `force`), then
     flag weight files shared between students and write out/marks.csv.
 
@@ -189,23 +175,23 @@ def grade_many(
     bar = tqdm(total=len(ids), desc=f"grading {spec.name}", file=sys.stdout, disable=not progress)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(grade, p, spec, out / i, sandbox): i for i, p in ids.items()}
-        docs = {}
+        cohort: dict[str, GradingResults] = {}
         for f in as_completed(futures):
-            docs[futures[f]] = f.result()
+            cohort[futures[f]] = f.result()
             bar.update()
     bar.close()
-    for sid, flags in shared_weight_flags(docs).items():
-        if results.add_flags(docs[sid], flags):
-            _write(out / sid, docs[sid], f"{spec.name} - {sid}")
-    results.write_atomic(out / "marks.csv", results.cohort_csv(docs))
-    return docs
+    for sid, flags in shared_weight_flags(cohort).items():
+        if cohort[sid].add_flags(flags):
+            cohort[sid].write(out / sid, f"{spec.name} - {sid}")
+    results.write_atomic(out / "marks.csv", results.cohort_csv(cohort))
+    return cohort
 
 
-def shared_weight_flags(docs: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+def shared_weight_flags(cohort: dict[str, GradingResults]) -> dict[str, list[str]]:
     """For each submission, the weight files byte-identical to another submission's."""
     owners: dict[str, list[tuple[str, str]]] = {}
-    for sid, doc in docs.items():
-        for file, h in doc["extra_data"].get("weights_sha256", {}).items():
+    for sid, graded in cohort.items():
+        for file, h in (graded.weights_sha256 or {}).items():
             owners.setdefault(h, []).append((sid, file))
     flags: dict[str, list[str]] = {}
     for group in owners.values():

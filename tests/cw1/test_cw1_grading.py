@@ -94,8 +94,8 @@ def graded(tmp_path_factory) -> dict[str, dict]:
 @pytest.mark.slow
 def test_instructor_passes_every_hidden_test(graded):
     doc = graded["instructor"]
-    assert not failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
-    assert doc["score"] == doc["max_score"] == 75
+    assert not failed(doc), [t.output for t in doc.tests if t.score < t.max_score]
+    assert doc.score == doc.max_score == 75
 
 
 @pytest.mark.slow
@@ -108,8 +108,8 @@ def test_bug_loses_exactly_its_marks(graded, bug):
 def test_wrong_architecture_loses_every_model_mark(graded):
     doc = graded["wrong_architecture"]
     assert failed(doc) == MODEL_TESTS
-    load = next(t for t in doc["tests"] if t["name"] == "test_model::test_weights_load")
-    assert "does not fit MyResNet" in load["output"]
+    load = next(t for t in doc.tests if t.name == "test_model::test_weights_load")
+    assert "does not fit MyResNet" in load.output
 
 
 @pytest.mark.slow

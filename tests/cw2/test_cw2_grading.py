@@ -98,8 +98,8 @@ def graded(tmp_path_factory) -> dict[str, dict]:
 @pytest.mark.slow
 def test_instructor_passes_every_hidden_test(graded):
     doc = graded["instructor"]
-    assert not failed(doc), [t["output"] for t in doc["tests"] if t["score"] < t["max_score"]]
-    assert doc["score"] == doc["max_score"] == 65
+    assert not failed(doc), [t.output for t in doc.tests if t.score < t.max_score]
+    assert doc.score == doc.max_score == 65
 
 
 @pytest.mark.slow

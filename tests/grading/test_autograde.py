@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.grading import autograde
+from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import bwrap_works
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "grading"
@@ -34,13 +35,13 @@ def course(once, toy_spec, hash_tree):
         db = f"sqlite:///{root / 'elsewhere.db'}"  # --db: any SQLAlchemy URL, e.g. PostgreSQL
         reports = autograde.autograde("toy", toy_spec, root, db, jobs=2, progress=False)
         return {
-            "reports": [dataclasses.asdict(r) for r in reports],
+            "reports": [_to_json(r) for r in reports],  # shared between workers as JSON
             "before": before,
             "after": hash_tree(root / "submitted"),
         }
 
     root, r = once("autograde", build)
-    reports = {d["student"]: autograde.StudentReport(**d) for d in r["reports"]}
+    reports = {d["student"]: _from_json(d) for d in r["reports"]}
     return root, reports, r["before"], r["after"]
 
 
@@ -73,7 +74,7 @@ def test_missing_notebook_is_an_error_not_a_silent_zero(course):
     root, reports, _, _ = course
     r = reports["missing_notebook"]
     # every fixture here shares one toy.pt, so each is also flagged (test_gradebook_comment)
-    assert r.isolated["extra_data"]["status"] == "error (5 tests could not be computed) - FLAGGED"
+    assert r.isolated.status == "error (5 tests could not be computed) - FLAGGED"
     rows = {
         row["student"]: row
         for row in csv.DictReader((root / "grades" / "toy" / "marks_with_notebook.csv").open())
@@ -113,6 +114,16 @@ def test_gradebook_comment_says_sandboxed_and_flags_shared_weights(course):
     note = gradebook.comment(f"sqlite:///{root / 'elsewhere.db'}", "dl-course", _spec(), "good")
     assert note.startswith("Isolated grader: status complete - FLAGGED; sandboxed; FLAG: toy.pt")
     assert "identical to the weights submitted by deleted_cells, duplicated_cells" in note
+
+
+def _to_json(r: autograde.StudentReport) -> dict:
+    iso = r.isolated.to_gradescope() if r.isolated else None
+    return dataclasses.asdict(r) | {"isolated": iso}
+
+
+def _from_json(d: dict) -> autograde.StudentReport:
+    iso = GradingResults.from_gradescope(d["isolated"]) if d["isolated"] else None
+    return autograde.StudentReport(**{**d, "isolated": iso})
 
 
 def _spec():

@@ -6,7 +6,6 @@ for, and then said everywhere.
 
 import csv
 import io
-import json
 import os
 import shutil
 import zipfile
@@ -17,6 +16,7 @@ import torch
 
 from dlcourse.cli import main
 from dlcourse.grading import runner, sandbox
+from dlcourse.grading.results import GradingResults
 from dlcourse.weights import WEIGHTS_DIR
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "grading"
@@ -77,23 +77,24 @@ def test_every_folder_gets_one_row(cohort):
 
 def test_links_and_special_files_are_refused_not_followed(cohort):
     docs, _ = cohort
-    assert "toy.pt is a symbolic link; submit the file itself" in docs["linked"]["output"]
-    assert docs["linked"]["score"] == 0 and docs["linked"]["tests"] == []
-    assert "notes is not a regular file" in docs["fifo"]["output"]
+    assert "toy.pt is a symbolic link; submit the file itself" in docs["linked"].failure
+    assert docs["linked"].score == 0 and docs["linked"].tests == []
+    assert "notes is not a regular file" in docs["fifo"].failure
 
 
 def test_weight_file_bomb_is_refused_before_reading(cohort):
     docs, _ = cohort
     assert (SUBMISSIONS.parent / "toy_tests").is_dir()
-    assert "toy.pt unpacks to 600 MB, over the 512 MB limit" in docs["bomb"]["output"]
+    assert "toy.pt unpacks to 600 MB, over the 512 MB limit" in docs["bomb"].failure
 
 
 def test_copied_weights_are_flagged(cohort):
     docs, out = cohort
-    assert "toy.pt is identical to the weights submitted by prints" in docs["good"]["output"]
-    assert docs["good"]["extra_data"]["status"] == "complete - FLAGGED"
-    assert docs["good"]["score"] == 7  # a flag is for staff to look at, not a mark
-    ref = docs["reference"]["extra_data"]["flags"]
+    notes = "\n".join(docs["good"].all_notes)
+    assert "FLAG: toy.pt is identical to the weights submitted by prints" in notes
+    assert docs["good"].status == "complete - FLAGGED"
+    assert docs["good"].score == 7  # a flag is for staff to look at, not a mark
+    ref = docs["reference"].flags
     assert ref == ["toy.pt is identical to the course's reference file weights/intro1_mlp.pt"]
     rows = {r["submission"]: r for r in csv.DictReader((out / "marks.csv").open())}
     assert "identical to the weights submitted by good" in rows["prints"]["flags"]
@@ -110,7 +111,7 @@ def test_no_sandbox_means_no_grading(monkeypatch, tmp_path, toy_spec, capsys):
     assert "bubblewrap" in capsys.readouterr().err and not (tmp_path / "marks.csv").exists()
     assert main([*args, "--unsandboxed"]) == 0
     assert "good: 7/7 (complete - NOT SANDBOXED)" in capsys.readouterr().out
-    doc = json.loads((tmp_path / "good" / "results.json").read_text())
-    assert doc["extra_data"]["sandboxed"] is False and "NOT SANDBOXED" in doc["output"]
+    graded = GradingResults.read(tmp_path / "good" / "results.json")
+    assert graded.sandboxed is False and "NOT SANDBOXED" in "\n".join(graded.all_notes)
     row = next(csv.DictReader((tmp_path / "marks.csv").open()))
     assert row["sandboxed"] == "NOT SANDBOXED" and "NOT SANDBOXED" in row["status"]

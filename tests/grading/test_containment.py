@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.grading import runner
+from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import bwrap_works
 
 SUBMISSIONS = Path(__file__).resolve().parents[1] / "fixtures" / "grading" / "submissions"
@@ -77,15 +78,16 @@ def graded(once, toy_spec, hash_tree):
     def build(out):
         before = {c: hash_tree(SUBMISSIONS / c) for c in CASES}
         subs = [SUBMISSIONS / c for c in CASES]
-        docs = runner.grade_many(subs, toy_spec, out, jobs=2, progress=False)
+        cohort = runner.grade_many(subs, toy_spec, out, jobs=2, progress=False)
         return {
-            "docs": docs,
+            "docs": {c: r.to_gradescope() for c, r in cohort.items()},  # shared as JSON
             "before": before,
             "after": {c: hash_tree(SUBMISSIONS / c) for c in CASES},
         }
 
     out, r = once("containment", build)
-    return r["docs"], out, r["before"], r["after"]
+    docs = {c: GradingResults.from_gradescope(d) for c, d in r["docs"].items()}
+    return docs, out, r["before"], r["after"]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -93,19 +95,19 @@ def test_case_message_and_marks(graded, case):
     docs, _, _, _ = graded
     doc = docs[case]
     score, expected = CASES[case]
-    tests = {t["name"].split("::")[1]: t for t in doc["tests"]}
+    tests = {t.name.split("::")[1]: t for t in doc.tests}
     assert list(tests) == ALL
     for name, t in tests.items():
         outcome, text = expected.get(name, ("passed", ""))
-        assert t["extra_data"]["outcome"] == outcome, (name, t["output"])
-        assert text in t["output"], (name, t["output"])
+        assert t.outcome == outcome, (name, t.output)
+        assert text in t.output, (name, t.output)
         if outcome == "error":
-            assert t["output"].startswith("error: "), t["output"]
-    assert doc["score"] == score and doc["max_score"] == 7
+            assert t.output.startswith("error: "), t.output
+    assert doc.score == score and doc.max_score == 7
     errors = sum(o == "error" for o, _ in expected.values())
-    status = doc["extra_data"]["status"].removesuffix(" - FLAGGED")  # shared toy.pt: see below
+    status = doc.status.removesuffix(" - FLAGGED")  # shared toy.pt: see below
     assert status == (f"error ({errors} tests could not be computed)" if errors else "complete")
-    assert "bubblewrap sandbox" in doc["output"]
+    assert "bubblewrap sandbox" in "\n".join(doc.all_notes)
 
 
 def test_submissions_unmodified(graded):
@@ -132,14 +134,15 @@ def test_outputs_written(graded):
 
 def test_feedback_hides_test_code(graded):
     docs, _, _, _ = graded
-    text = json.dumps(docs)
+    text = json.dumps({c: d.to_gradescope() for c, d in docs.items()})
+    text += "".join(d.summary(c) for c, d in docs.items())
     for secret in ("TEACHER", "probe_logits(ns", "assert acc", "def test_"):
         assert secret not in text
 
 
 def test_load_warning_names_the_statement(graded):
     docs, _, _, _ = graded
-    assert "import not_a_module') raised ModuleNotFoundError" in docs["raising"]["output"]
+    assert "import not_a_module') raised ModuleNotFoundError" in "\n".join(docs["raising"].notes)
 
 
 def test_resumable(graded, toy_spec, tmp_path):
@@ -148,17 +151,17 @@ def test_resumable(graded, toy_spec, tmp_path):
     (tmp_path / "good").mkdir()
     shutil.copy(out / "good" / "results.json", tmp_path / "good" / "results.json")
     mtime = (tmp_path / "good" / "results.json").stat().st_mtime_ns
-    docs = runner.grade_many([SUBMISSIONS / "good"], toy_spec, tmp_path, progress=False)
+    cohort = runner.grade_many([SUBMISSIONS / "good"], toy_spec, tmp_path, progress=False)
     assert (tmp_path / "good" / "results.json").stat().st_mtime_ns == mtime
-    assert docs["good"]["score"] == 7
+    assert cohort["good"].score == 7
     assert "good,7,7,complete" in (tmp_path / "marks.csv").read_text()
 
 
 def test_unsandboxed_run_says_so_and_sees_more(tmp_path, toy_spec, hash_tree):
     """Without bubblewrap the snoop fixture reaches grader files: what the sandbox prevents."""
     before = hash_tree(SUBMISSIONS / "snoop")
-    doc = runner.grade_submission(SUBMISSIONS / "snoop", toy_spec, tmp_path, sandbox=False)
-    assert "NOT SANDBOXED" in doc["output"]
-    add = next(t for t in doc["tests"] if t["name"].endswith("::test_add"))
-    assert add["extra_data"]["outcome"] == "failed"  # snoop() found files, so add() is off
+    graded = runner.grade_submission(SUBMISSIONS / "snoop", toy_spec, tmp_path, sandbox=False)
+    assert "NOT SANDBOXED" in "\n".join(graded.all_notes)
+    add = next(t for t in graded.tests if t.name.endswith("::test_add"))
+    assert add.outcome == "failed"  # snoop() found files, so add() is off
     assert hash_tree(SUBMISSIONS / "snoop") == before  # it tried to append to toy.ipynb

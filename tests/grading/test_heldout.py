@@ -91,10 +91,10 @@ def test_memoriser_is_perfect_on_public_images_and_earns_no_accuracy_marks(tmp_p
     with torch.no_grad():
         assert metrics.accuracy(model(public.x), public.y) == 1.0
 
-    doc = runner.grade_submission(sub, spec.load("pytorch_intro_1"), tmp_path / "out")
-    scores = {t["name"]: (t["score"], t["max_score"]) for t in doc["tests"]}
-    assert scores["test_mlp::test_weights_load_strictly"] == (2, 2), doc  # graded as submitted
+    graded = runner.grade_submission(sub, spec.load("pytorch_intro_1"), tmp_path / "out")
+    scores = {t.name: (t.score, t.max_score) for t in graded.tests}
+    assert scores["test_mlp::test_weights_load_strictly"] == (2, 2), graded  # as submitted
     for name in ACCURACY_TESTS:
-        assert scores[name][0] == 0, (name, doc)
-    outputs = " ".join(t["output"] for t in doc["tests"] if t["name"] in ACCURACY_TESTS)
+        assert scores[name][0] == 0, (name, graded)
+    outputs = " ".join(t.output for t in graded.tests if t.name in ACCURACY_TESTS)
     assert "test accuracy 0.100" in outputs  # no image found: every answer is class 0

@@ -16,6 +16,7 @@ import pytest
 
 from dlcourse import course, weights
 from dlcourse.grading import runner, spec
+from dlcourse.grading.results import GradingResults
 
 SOURCE = course.ROOT / "source" / "cw1" / "cw1.ipynb"
 HOGS = 2
@@ -35,8 +36,8 @@ def _model_tests_only(folder: Path) -> spec.Spec:
     return spec.load("cw1", folder)
 
 
-def _marks(doc: dict) -> dict[str, float]:
-    return {t["name"]: t["score"] for t in doc["tests"]}
+def _marks(graded: GradingResults) -> dict[str, float]:
+    return {t.name: t.score for t in graded.tests}
 
 
 @pytest.mark.slow
@@ -44,7 +45,7 @@ def test_cw1_marks_are_the_same_on_a_busy_machine(tmp_path):
     sub = _instructor(tmp_path / "instructor")
     cw1 = _model_tests_only(tmp_path / "tests")
     quiet = runner.grade_submission(sub, cw1, tmp_path / "quiet")
-    assert quiet["score"] == quiet["max_score"] == 25, quiet  # test_model.py's 25 points
+    assert quiet.score == quiet.max_score == 25, quiet  # test_model.py's 25 points
     hogs = []
     try:
         for _ in range(HOGS):
@@ -55,4 +56,4 @@ def test_cw1_marks_are_the_same_on_a_busy_machine(tmp_path):
         for h in hogs:
             h.kill()
             h.wait()
-    assert _marks(busy) == _marks(quiet), [t["output"] for t in busy["tests"] if t["output"]]
+    assert _marks(busy) == _marks(quiet), [t.output for t in busy.tests if t.output]
