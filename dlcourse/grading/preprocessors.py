@@ -106,6 +106,8 @@ def kernel_environment(runtime: str) -> dict[str, str]:
         "JUPYTER_RUNTIME_DIR": runtime,
         "NBGRADER_EXECUTION": "autograde",
         "CUDA_VISIBLE_DEVICES": "",
+        # The notebook imports the dlcourse the sandbox mounts, however the grader found it.
+        "PYTHONPATH": str(sandbox.PACKAGE_DIR.parent),
     }
     env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
     return env
