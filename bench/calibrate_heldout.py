@@ -68,24 +68,6 @@ def cw1_models(public: data.Split, private: data.Split) -> None:
     print(f"  reference, 10,000 images on 1 thread: {cpu:.1f} CPU s ({wall:.1f} s wall)")
 
 
-def _mlp_vae(ds: data.FashionMNIST, epochs: int) -> torch.nn.Module:
-    """pytorch/examples' MLP VAE with the recipe of dlcourse.reference.cw2, for fixed epochs."""
-    device.seed_everything(0)
-    model = cw2.MLPVAE()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        model.train()
-        for x, _ in ds.train.batches(128, shuffle=True, generator=g):
-            recon, mu, logvar = model(x)
-            bce = F.binary_cross_entropy(recon, x, reduction="sum")
-            kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-            opt.zero_grad()
-            ((bce + kl) / len(x)).backward()
-            opt.step()
-    return model
-
-
 def cw2_models(ds: data.FashionMNIST, private: data.Split, train_baselines: bool) -> None:
     ns = notebook.load_trusted(cw2.NOTEBOOK)
     vae = ns["VAE"](ns["latent_dim"])
@@ -108,7 +90,8 @@ def cw2_models(ds: data.FashionMNIST, private: data.Split, train_baselines: bool
         ns["train_vae"](under, data.Split(ds.train.x[:12_800], ds.train.y[:12_800]), ds.test, 1)
         elbo_row("reference architecture, 100 steps", under)
         epochs = weights.manifest()["vae_model.pt"]["metric"]["baseline_mlp_epochs"]
-        elbo_row(f"MLP VAE baseline, {epochs} epochs", _mlp_vae(ds, epochs))
+        baseline, _ = cw2.train_mlp_baseline(ds, epochs=epochs)
+        elbo_row(f"MLP VAE baseline, {epochs} epochs", baseline)
 
     clf = classifier.load_classifier()
     gen = ns["Generator"]()

@@ -6,7 +6,6 @@ instructor notebook into its own folder and leave a process behind to change the
 after the run. A submission holding a symbolic link is refused, and the batch goes on.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -59,16 +58,8 @@ pytestmark = [
 ]
 
 
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
+def course(tmp_path_factory, hash_tree):
     root = tmp_path_factory.mktemp("course")
     shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
     shutil.copytree(FIXTURES / "toy_source", root / "source")
@@ -86,12 +77,12 @@ def course(tmp_path_factory):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     nbg = [sys.executable, "-m", "nbgrader"]
     subprocess.run([*nbg, "generate_assignment", "toy", "--force"], cwd=root, env=env, check=True)
-    guarded = {d: _digest(root / d) for d in ("submitted", "grader_tests", "source")}
+    guarded = {d: hash_tree(root / d) for d in ("submitted", "grader_tests", "source")}
     proc = subprocess.run(
         [*nbg, "autograde", "toy", "--force"], cwd=root, env=env, capture_output=True, text=True
     )
     time.sleep(5)  # what a surviving process would have written by now
-    return root, proc, guarded
+    return root, proc, guarded, {d: hash_tree(root / d) for d in guarded}
 
 
 def _score(root: Path, student: str) -> tuple[float, float]:
@@ -103,19 +94,19 @@ def _score(root: Path, student: str) -> tuple[float, float]:
 
 
 def test_plain_nbgrader_writes_the_isolated_marks(course):
-    root, _, _ = course
+    root = course[0]
     assert _score(root, "good") == (8, 8)  # visible test 1 + isolated hidden tests 7
     assert (root / "grades" / "toy" / "good" / "results.json").is_file()
 
 
 def test_hostile_kernel_sees_and_changes_nothing_of_the_course(course):
-    root, _, guarded = course
+    root, _, guarded, after = course
     out = nbformat.read(root / "autograded" / "hostile" / "toy" / "toy.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
     seen = json.loads(text.split("SEEN ", 1)[1].splitlines()[0])
     assert set(seen.values()) == {"blocked"}, seen
     assert not (root / "autograded" / "hostile" / "toy" / "stolen.ipynb").exists()
-    assert {d: _digest(root / d) for d in guarded} == guarded
+    assert after == guarded
     assert b"PWNED" not in (root / "gradebook.db").read_bytes()
     assert _score(root, "hostile") == (8, 8)  # its answers are right: it keeps its marks
 
@@ -130,7 +121,7 @@ def test_no_student_process_survives(course):
 
 
 def test_symlinked_submission_is_refused_and_the_batch_goes_on(course):
-    root, proc, _ = course
+    root, proc = course[:2]
     log = proc.stdout + proc.stderr
     assert "toy.pt is a symbolic link; submit the file itself, not a link to it" in log
     assert not (root / "autograded" / "linked").exists()
