@@ -2,8 +2,10 @@
 
 The worker sees the Python installation, the `dlcourse` package and one submission folder
 (read-only), with no network and a private /tmp. It does not see the course repository, the
-hidden tests, the datasets (labels) or other submissions. Without a working bubblewrap it
-still runs in a separate, limited process, and `Worker.sandboxed` says so.
+hidden tests, the datasets (labels) or other submissions. Without a working bubblewrap a
+sandboxed worker refuses to start (SandboxUnavailable's message says what to do); a worker
+asked for without a sandbox (`--unsandboxed`) still runs in a separate, limited process, and
+`Worker.sandboxed` and every output say so.
 
 `import torch` on the CUDA build maps about 3.2 GB of address space before touching any
 memory, so RLIMIT_AS alone cannot enforce a memory limit near that size: the address-space
@@ -127,9 +129,7 @@ def _environment() -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "PYTHONHASHSEED": "0",
-        "PYTHONDONTWRITEBYTECODE": "1",
+        "LANG": "C.UTF-8",  # no PYTHON* variables: the worker runs with -I, which ignores them
         "CUDA_VISIBLE_DEVICES": "",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
