@@ -17,7 +17,6 @@ module) and only then renamed into place, so a published kit is never half-writt
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 import re
@@ -81,10 +80,6 @@ class KitSummary:
     weights: list[str] = field(default_factory=list)
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def assessed_weight_hashes() -> dict[str, str]:
     """sha256 -> repository path of every weight file that must not ship.
 
@@ -98,7 +93,7 @@ def assessed_weight_hashes() -> dict[str, str]:
         candidates += sorted((course.ROOT / d).rglob("*.pt"))
     for p in candidates:
         if p.is_file():
-            found.setdefault(_sha256_file(p), str(p.relative_to(course.ROOT)))
+            found.setdefault(weights.sha256(p), str(p.relative_to(course.ROOT)))
     return found
 
 
@@ -208,10 +203,9 @@ def audit(kit: Path) -> list[str]:
     markers = [m.encode() for m in release.LEAK_MARKERS]
     for path in sorted(p for p in kit.rglob("*") if p.is_file()):
         rel = path.relative_to(kit)
-        data = path.read_bytes()
-        if any(m in data for m in markers):
+        if any(m in path.read_bytes() for m in markers):
             problems.append(f"{rel} contains a solution or hidden-test marker")
-        if (sha := hashlib.sha256(data).hexdigest()) in forbidden:
+        if (sha := weights.sha256(path)) in forbidden:
             problems.append(f"{rel} is a copy of the reference weights {forbidden[sha]}")
     return problems + check_imports(kit)
 
@@ -274,7 +268,7 @@ def _copy_weights(kit: Path) -> list[str]:
                 f"{src} is missing or not in {weights.MANIFEST}: restore it from git or retrain "
                 "it (see its manifest command) before building the kit"
             )
-        if _sha256_file(src) != entries[name]["sha256"]:
+        if weights.sha256(src) != entries[name]["sha256"]:
             raise KitError(f"{src} does not match its sha256 in {weights.MANIFEST}; restore it")
         shutil.copy2(src, dest / name)
         shipped[name] = entries[name]

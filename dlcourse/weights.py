@@ -20,7 +20,12 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The file's sha256, read in blocks (submitted files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def manifest() -> dict[str, dict[str, Any]]:

@@ -131,14 +131,7 @@ def folder_problems(sub: Path, student: str, spec: Spec) -> list[str]:
         return [f"submitted/{student}: the folder name is not valid UTF-8; rename it"]
     if sub.is_symlink() or not sub.is_dir():
         return [f"{where} is not a folder"]
-    problems = submission.special_files(sub)
-    nb = sub / spec.notebook
-    if not problems and nb.is_file():
-        try:
-            submission.check_notebook_size(nb)
-        except submission.SubmissionRejected as exc:
-            problems.append(str(exc))
-    return problems
+    return submission.problems(sub, spec.notebook)  # weights: the isolated grader's own check
 
 
 def intake(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dlcourse import weights
 from dlcourse.grading import results, submission
 from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import require_sandbox
@@ -32,27 +33,15 @@ def _intake(folder: Path, spec: Spec) -> str | None:
     """Why this folder cannot be graded at all, or None."""
     if not folder.is_dir():
         return f"{submission.display_name(folder)} is not a folder"
-    problems = submission.special_files(folder)
-    notebook = folder / spec.notebook
-    try:
-        if notebook.is_file():
-            submission.check_notebook_size(notebook)
-        for w in spec.weights:
-            if (folder / w).is_file():
-                submission.check_weights_size(folder / w)
-    except submission.SubmissionRejected as exc:
-        problems.append(str(exc))
-    return "; ".join(problems) or None
+    return "; ".join(submission.problems(folder, spec.notebook, spec.weights)) or None
 
 
 def _weight_hashes(folder: Path, spec: Spec) -> dict[str, str]:
-    return {w: submission.sha256(folder / w) for w in spec.weights if (folder / w).is_file()}
+    return {w: weights.sha256(folder / w) for w in spec.weights if (folder / w).is_file()}
 
 
 def _reference_flags(hashes: dict[str, str]) -> list[str]:
     """Submitted weight files identical to one of the course's own (weights/manifest.json)."""
-    from dlcourse import weights
-
     known = {entry["sha256"]: name for name, entry in weights.manifest().items()}
     return [
         f"{file} is identical to the course's reference file weights/{known[h]}"

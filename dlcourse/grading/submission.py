@@ -15,6 +15,8 @@ import stat
 import zipfile
 from pathlib import Path
 
+from dlcourse.weights import sha256
+
 MAX_NOTEBOOK_BYTES = 50 * 2**20  # notebooks with their figures; read by the grader as JSON
 MAX_WEIGHTS_BYTES = 512 * 2**20  # a weight file on disk, and its tensors unpacked
 
@@ -95,12 +97,20 @@ def check_weights_size(path: Path) -> None:
         )
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            h.update(block)
-    return h.hexdigest()
+def problems(folder: Path, notebook: str, weights: tuple[str, ...] = ()) -> list[str]:
+    """Why a folder's contents cannot be graded ([] when they can): links and special files
+    first (then nothing in it is opened), else an oversized notebook or weight file."""
+    found = special_files(folder)
+    if found:
+        return found
+    checks = [(notebook, check_notebook_size), *((w, check_weights_size) for w in weights)]
+    for name, check in checks:
+        if (folder / name).is_file():
+            try:
+                check(folder / name)
+            except SubmissionRejected as exc:
+                found.append(str(exc))
+    return found
 
 
 def fingerprint(folder: Path) -> str:
