@@ -84,13 +84,16 @@ class SandboxedKernelManager(AsyncKernelManager):
         ]  # fmt: skip
         if self.unsandboxed:
             return [*limits, *cmd]
-        args = sandbox.bwrap_args(Path(self.work), KERNEL_MOUNT, writable=True)
-        args += ["--bind", self.runtime, self.runtime, "--clearenv"]
-        for key, value in kernel_environment(self.runtime).items():
-            args += ["--setenv", key, value]
+        binds = ("--bind", self.runtime, self.runtime)
+        env = kernel_environment(self.runtime)
         data = _data_dir()
         if data is not None:  # the notebooks train on it; the private test set is not there
-            args += ["--ro-bind", str(data), str(data), "--setenv", "DLCOURSE_DATA", str(data)]
+            binds += ("--ro-bind", str(data), str(data))
+            env["DLCOURSE_DATA"] = str(data)
+        args = sandbox.bwrap_args(Path(self.work), KERNEL_MOUNT, writable=True, binds=binds)
+        args.append("--clearenv")
+        for key, value in env.items():
+            args += ["--setenv", key, value]
         return [*args, *limits, *cmd]
 
 

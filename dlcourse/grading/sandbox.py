@@ -96,10 +96,15 @@ def require_sandbox() -> None:
     )
 
 
-def bwrap_args(root: Path, mount: str = SANDBOX_MOUNT, writable: bool = False) -> list[str]:
+def bwrap_args(
+    root: Path, mount: str = SANDBOX_MOUNT, writable: bool = False, binds: tuple[str, ...] = ()
+) -> list[str]:
     """bubblewrap's command line for a sandbox that sees Python, dlcourse and `root` only.
 
-    `root` appears at `mount` (read-only unless `writable`: the nbgrader kernel's scratch copy).
+    `root` appears at `mount` (read-only unless `writable`: the nbgrader kernel's scratch copy);
+    `binds` are further bubblewrap mount options. Everything else is read-only, and only /tmp
+    (of a fixed size) and a writable `root` take writes: the sandbox's own root would otherwise
+    be an unbounded tmpfs that fills the machine's memory.
     """
     args = [str(BWRAP), "--unshare-all", *UNPRIVILEGED, "--die-with-parent", "--new-session"]
     args += ["--ro-bind", "/usr", "/usr"]
@@ -119,8 +124,8 @@ def bwrap_args(root: Path, mount: str = SANDBOX_MOUNT, writable: bool = False) -
     for d in HIDDEN_DIRS:
         if Path(d).is_dir():
             args += ["--tmpfs", d]
-    args += ["--bind" if writable else "--ro-bind", str(root), mount, "--chdir", mount]
-    return args
+    args += ["--bind" if writable else "--ro-bind", str(root), mount, *binds]
+    return [*args, "--remount-ro", "/", "--chdir", mount]
 
 
 def _environment() -> dict[str, str]:

@@ -99,6 +99,8 @@ print(json.dumps({
     "new_userns": sh("unshare -Urm true"),
     "write_venv": sh(f"touch {venv}/pwned"),
     "write_package": sh(f"touch {os.environ['PKG']}/pwned"),
+    "write_root": sh("touch /pwned"),
+    "write_etc": sh("mkdir -p /etc/x"),
 }))
 """
 
