@@ -136,6 +136,66 @@ def source_of(path: str | Path, name: str) -> str | None:
     return found
 
 
+class NotLiteral(ValueError):
+    """A notebook assigns a name something the grader will not evaluate (a variable, a call)."""
+
+
+_ARITHMETIC = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+}  # fmt: skip
+_MAX_MAGNITUDE = 1e18  # `10 * 10 * ...` stays a number; no `**`, so nothing grows faster
+
+
+def _literal(node: ast.expr) -> Any:
+    """Numbers, strings, booleans, None, tuples and lists, and + - * / // % on numbers.
+
+    `ast.literal_eval` refuses `3 * 16 * 9 + 16`, a natural way to answer a parameter count.
+    """
+    if isinstance(node, ast.Constant) and not isinstance(node.value, bytes):
+        return node.value
+    if isinstance(node, ast.Tuple | ast.List):
+        values = [_literal(e) for e in node.elts]
+        return tuple(values) if isinstance(node, ast.Tuple) else values
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _literal(node.operand)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        a, b = _literal(node.left), _literal(node.right)
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)):
+            try:
+                value = _ARITHMETIC[type(node.op)](a, b)
+            except ZeroDivisionError:
+                raise NotLiteral("divides by zero") from None
+            if abs(value) <= _MAX_MAGNITUDE:
+                return value
+    raise NotLiteral(f"`{ast.unparse(node)[:80]}` is not a number, text or tuple of those")
+
+
+def literal_of(path: str | Path, name: str) -> tuple[bool, Any]:
+    """(found, value) of the last `name = <literal>` among the notebook's definitions.
+
+    Evaluated here from the syntax tree, never executed: a quiz answer is marked without
+    running any of the student's code. NotLiteral when the value is not a plain literal.
+    """
+    src, _ = definitions(path)
+    found, value = False, None
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            found, value = True, node.value
+        elif isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+            found, value = True, node.value
+    if not found:
+        return False, None
+    try:
+        return True, _literal(value)
+    except RecursionError:
+        raise NotLiteral("is nested too deeply") from None
+
+
 def load_trusted(path: str | Path) -> dict[str, Any]:
     """Execute a *trusted* notebook's definitions in this process (instructor notebooks only).
 

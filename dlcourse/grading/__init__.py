@@ -1,7 +1,8 @@
 """Isolated grading: hidden pytest modules in grader_tests/<assignment>/ probe a student process.
 
-This module is imported by hidden tests (`points`, `public`), by notebooks (`isolated_cell`)
-and by the student worker, so it imports nothing heavy. See grader_tests/README.md.
+This module is imported by hidden tests (`points`, `public`, `grade_cell`), by notebooks
+(`isolated_cell`) and by the student worker, so it imports nothing heavy. See
+grader_tests/README.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ def points(n: float) -> Callable[[F], F]:
 
     def mark(fn: F) -> F:
         fn._dlcourse_points = float(n)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def grade_cell(grade_id: str) -> Callable[[F], F]:
+    """Send a hidden test's points to the notebook cell `grade_id` instead of the module's
+    GRADE_CELL: one module can then mark several cells (a quiz marks each question)."""
+
+    def mark(fn: F) -> F:
+        fn._dlcourse_grade_cell = grade_id  # type: ignore[attr-defined]
         return fn
 
     return mark

@@ -123,7 +123,8 @@ def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) ->
         outcome=outcome,
         output=output,
         public=bool(getattr(fn, "_dlcourse_public", False)),
-        grade_cell=getattr(item.module, "GRADE_CELL", None),
+        grade_cell=getattr(fn, "_dlcourse_grade_cell", None)
+        or getattr(item.module, "GRADE_CELL", None),
     )
 
 

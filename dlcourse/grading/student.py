@@ -89,6 +89,15 @@ class Student:
             raise StudentError(f"the notebook defines no `{name}`; the grader finds it by name")
         return src
 
+    def literal(self, name: str) -> tuple[bool, Any]:
+        """(found, value) of the notebook's last `name = <literal>`, read here from the source
+        without running anything: quiz answers need no student process. `notebook.NotLiteral`
+        when the value is not a number, text or tuple."""
+        try:
+            return notebook.literal_of(self._require_notebook(), name)
+        except notebook.NotebookError as exc:
+            raise StudentError(str(exc).replace(f"{self.path}/", "")) from None
+
     def state_dict(self, file: str) -> dict[str, torch.Tensor]:
         """A weight file loaded here with `weights_only=True`; must be a dict of tensors."""
         path = self.path / file

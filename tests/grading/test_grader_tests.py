@@ -1,7 +1,9 @@
-"""Every grader_tests/<assignment>/ keeps the contract: @points on each test, GRADE_CELL, and
-the points of a GRADE_CELL's tests equal to that cell's points in the source notebook."""
+"""Every grader_tests/<assignment>/ keeps the contract: @points on each test, a grade cell for
+each (its own @grade_cell or the module's GRADE_CELL), and the points of a cell's tests equal to
+that cell's points in the source notebook."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
@@ -24,6 +26,15 @@ def cell_points(assignment: str) -> dict[str, float]:
     return points
 
 
+def isolated_cells(assignment: str) -> set[str]:
+    """Grade cells whose body is `isolated_cell("<grade_id>")`: the grader must mark them."""
+    found = set()
+    for nb_path in course.get(assignment).notebooks:
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            found.update(re.findall(r"isolated_cell\(\s*[\"']([^\"']+)[\"']", cell.source))
+    return found
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_grade_cells_match_the_notebook(assignment):
     s = spec.load(assignment)
@@ -32,14 +43,17 @@ def test_grade_cells_match_the_notebook(assignment):
         mod_spec = importlib.util.spec_from_file_location(f"gt_{assignment}_{path.stem}", path)
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
-        assert isinstance(getattr(module, "GRADE_CELL", None), str), f"{path}: no GRADE_CELL"
         tests = [f for n, f in vars(module).items() if n.startswith("test_") and callable(f)]
         tests = [f for f in tests if getattr(f, "__test__", True)]
         missing = [f.__name__ for f in tests if not hasattr(f, "_dlcourse_points")]
         assert not missing, f"{path}: tests without @points: {missing}"
-        cell = module.GRADE_CELL
-        totals[cell] = totals.get(cell, 0.0) + sum(f._dlcourse_points for f in tests)
+        for f in tests:
+            cell = getattr(f, "_dlcourse_grade_cell", None) or getattr(module, "GRADE_CELL", None)
+            assert isinstance(cell, str), f"{path}: {f.__name__} has no GRADE_CELL or @grade_cell"
+            totals[cell] = totals.get(cell, 0.0) + f._dlcourse_points
     notebook = cell_points(assignment)
+    untested = sorted(isolated_cells(assignment) - set(totals))
+    assert not untested, f"{assignment}: isolated cells that no hidden test marks: {untested}"
     for cell, total in totals.items():
         assert cell in notebook, f"{assignment}: GRADE_CELL {cell} is not a grade cell"
         assert notebook[cell] == total, f"{cell}: notebook {notebook[cell]:g}, tests {total:g}"

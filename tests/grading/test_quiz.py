@@ -1,0 +1,79 @@
+"""Quiz answers are read from the notebook's source, never executed, and marked with a message
+that names the expected answer."""
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from dlcourse import notebook
+from dlcourse.grading import quiz
+from dlcourse.grading.spec import Limits, Spec
+from dlcourse.grading.student import Student
+
+
+def write(tmp_path, *sources):
+    path = tmp_path / "quiz.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(s) for s in sources]), path)
+    return path
+
+
+def student(tmp_path, *sources):
+    write(tmp_path, *sources)
+    return Student(tmp_path, Spec("quiz", tmp_path, "quiz.ipynb", (), Limits()), sandbox=False)
+
+
+def test_literals_arithmetic_text_and_tuples(tmp_path):
+    path = write(
+        tmp_path,
+        "Q1 = 3 * 16 * 9 + 16\nQ2 = ' B '\nQ3 = (8, 16, 7, 7)\nQ4 = -2.5 / 2",
+        "raise NotImplementedError()\nQ5 = 1\nQ5 = 2  # the last assignment counts",
+    )
+    values = {name: notebook.literal_of(path, name) for name in ("Q1", "Q2", "Q3", "Q4", "Q5")}
+    assert values == {
+        "Q1": (True, 448),
+        "Q2": (True, " B "),
+        "Q3": (True, (8, 16, 7, 7)),
+        "Q4": (True, -1.25),
+        "Q5": (True, 2),
+    }
+    assert notebook.literal_of(path, "Q6") == (False, None)
+
+
+@pytest.mark.parametrize("value", ["x", "2 ** 10", "10 ** 10 ** 10", "1 / 0", "[n for n in (1,)]"])
+def test_anything_but_a_literal_is_refused_unevaluated(tmp_path, value):
+    path = write(tmp_path, f"x = 3\nQ1 = {value}")
+    try:
+        found, _ = notebook.literal_of(path, "Q1")
+    except notebook.NotLiteral:
+        return
+    assert not found, "a non-constant assignment is not even taken from the notebook"
+
+
+def test_no_student_code_runs_to_read_an_answer(tmp_path):
+    marker = tmp_path / "ran"
+    s = student(
+        tmp_path,
+        f"open({str(marker)!r}, 'w').write('x')\nQ1 = 28",
+        f"def f():\n    open({str(marker)!r}, 'w')\nQ2 = f()",
+    )
+    quiz.expect(s, "Q1", 28)
+    with pytest.raises(AssertionError, match="Q2 is not answered"):
+        quiz.expect(s, "Q2", 1)
+    assert not marker.exists()
+
+
+def test_marks_and_messages(tmp_path):
+    s = student(tmp_path, "Q1 = 27\nQ2 = 'B'\nQ3 = (8, 16, 7, 7)\nQ4 = 0.1931\nQ5 = x")
+    with pytest.raises(AssertionError, match="Q1: you answered 27; the expected answer is 28"):
+        quiz.expect(s, "Q1", 28)
+    quiz.expect(s, "Q2", "b")
+    quiz.expect(s, "Q3", (8, 16, 7, 7))
+    with pytest.raises(AssertionError, match=r"expected answer is \(8, 16, 8, 8\)"):
+        quiz.expect(s, "Q3", (8, 16, 8, 8))
+    quiz.expect(s, "Q4", 0.19315, rel_tol=1e-3)
+    with pytest.raises(AssertionError, match=r"within 1e-05 relative"):
+        quiz.expect(s, "Q4", 0.19315, rel_tol=1e-5)
+    with pytest.raises(AssertionError, match="Q5 = ...: .* write the value itself"):
+        quiz.expect(s, "Q5", 1)
+    with pytest.raises(AssertionError, match="Q6 is not answered"):
+        quiz.expect(s, "Q6", 1)
