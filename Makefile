@@ -27,14 +27,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
-# Debian packages: the Fashion-MNIST files and bubblewrap (the grader's sandbox). Optional: without
-# root or apt the data comes from torchvision's download and grading runs unsandboxed, and says so.
+# Debian packages: the Fashion-MNIST files, bubblewrap (the grader's sandbox), and for the staff
+# tests a one-node Slurm (slurmctld, slurmd, munge), PostgreSQL and Chromium. Optional: without
+# root or apt the data comes from torchvision's download, grading refuses to run unsandboxed
+# unless told, and the Slurm, PostgreSQL and browser tests are skipped with the reason.
+DEB_PACKAGES := dataset-fashion-mnist bubblewrap slurmctld slurmd slurm-client munge postgresql chromium
+
 system-deps:
-	@if dpkg -s dataset-fashion-mnist bubblewrap >/dev/null 2>&1; then :; \
+	@if dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist bubblewrap \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEB_PACKAGES) \
 	    || echo "note: apt-get failed; trying the other sources"; \
-	else echo "note: not root with apt-get; skipping Debian packages (dataset-fashion-mnist, bubblewrap)"; fi
+	else echo "note: not root with apt-get; skipping Debian packages ($(DEB_PACKAGES))"; fi
 
 data: $(STAMP) system-deps
 	@$(PY) -m dlcourse data --download

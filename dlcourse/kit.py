@@ -58,9 +58,10 @@ COURSE_WEIGHTS: dict[str, str] = {
 # Instructor folders of the repository; none of them may appear in a kit.
 INSTRUCTOR_DIRS = (*course.SOURCE_TREES, "grader_tests")
 
-# Dependencies only the staff side needs (nbgrader, the sandbox, notebook execution in tests),
-# and what students need that the repository gets through nbgrader (Jupyter, batch execution).
-STAFF_DEPENDENCIES = ("nbgrader", "psutil", "nbclient", "jinja2")
+# Dependencies only the staff side needs (nbgrader, the sandbox, notebook execution in tests, the
+# PostgreSQL gradebook), and what students need that the repository gets through nbgrader
+# (Jupyter, batch execution).
+STAFF_DEPENDENCIES = ("nbgrader", "psutil", "nbclient", "jinja2", "psycopg2-binary")
 STUDENT_EXTRA_DEPENDENCIES = ("jupyterlab", "nbconvert")
 
 TEXT_SUFFIXES = {".py", ".ipynb", ".md", ".txt", ".toml", ".json", ".cfg", ".yml", ".yaml"}
