@@ -1,4 +1,8 @@
-"""Every source notebook (instructor version) runs top to bottom in smoke mode, as CI requires."""
+"""Every source notebook (instructor version) runs top to bottom in smoke mode, as CI requires.
+
+The tutorials run in smoke mode under nbgrader instead (tests/test_tutorials.py): that run is
+checked for errors and stderr the same way, so they are not executed twice.
+"""
 
 import shutil
 
@@ -8,7 +12,7 @@ from nbclient import NotebookClient
 
 from dlcourse import course
 
-NOTEBOOKS = [nb for a in course.assignments() for nb in a.notebooks]
+NOTEBOOKS = [nb for a in course.assignments() if a.tree != "tutorials" for nb in a.notebooks]
 
 
 @pytest.mark.slow
