@@ -1,17 +1,23 @@
 """The student kit: what students get, in a folder of its own (`dlcourse student-kit DIR`).
 
 Cloning this repository would hand students every solution (notebooks/, tutorials/, source/),
-the hidden tests (grader_tests/), the grading engine and the reference weights of the assessed
-tasks. The kit holds only the generated student notebooks (release/), the student-facing modules
-of `dlcourse` with a student-only CLI, gpu_check.py, constraints.txt, the course weights the
-notebooks load, its own pyproject.toml and a student README.
+the hidden tests (grader_tests/), the private test set's seed and the reference weights of the
+assessed tasks. The kit holds only the generated student notebooks (release/), the
+student-facing modules of `dlcourse` with a student-only CLI, the grading engine that
+`dlcourse validate` needs with the public checks it runs (public_checks/, see
+dlcourse/public_checks.py), the push check of the students' repositories (.gitlab-ci.yml and
+ci/push-check.sh), gpu_check.py, constraints.txt, the course weights the notebooks load, its own
+pyproject.toml and a student README.
 
-What is shipped is decided by two explicit lists, so that a new file is never published by
-accident: STAFF_ONLY names the parts of `dlcourse` that stay here (every other module ships, so a
-new student module such as `check.py` needs no change here), and COURSE_WEIGHTS names the only
-weight files that ship. The kit is built in a temporary folder beside DIR, audited (no instructor
-folders, no solution or hidden-test markers, no reference weights, no import of a staff-only
-module) and only then renamed into place, so a published kit is never half-written or leaky.
+The engine's code is no secret (containment never depends on hiding it); what must not ship is
+data: hidden tests, solutions, reference weights, the seed. What is shipped is decided by
+explicit lists, so that a new file is never published by accident: STAFF_ONLY names the parts
+of `dlcourse` that stay here (every other module ships, so a new student module such as
+`check.py` needs no change here), GRADING_ENGINE the only modules of dlcourse/grading that ship,
+and COURSE_WEIGHTS the only weight files. The kit is built in a temporary folder beside DIR,
+audited (no instructor folders, no solution or hidden-test markers, no reference weights, no
+seed, only public tests, no import of anything the kit lacks) and only then renamed into place,
+so a published kit is never half-written or leaky.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlcourse import course, release, weights
+from dlcourse import course, public_checks, release, weights
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,15 +45,40 @@ TEMPLATE_DIR = PACKAGE_DIR / "kit_template"
 
 # Entries of dlcourse/ that never reach students, with the reason.
 STAFF_ONLY: dict[str, str] = {
-    "grading": "the grading engine and hidden-test plugin",
     "reference": "reference training scripts: they rebuild the solutions' models",
-    "sandbox.py": "the grader's sandbox",
     "release.py": "generates releases from the instructor sources with nbgrader",
-    "course.py": "paths of the instructor source trees and the hidden tests",
+    "course.py": "paths of the instructor source trees and the hidden tests; the kit gets "
+    "kit_template/course.py instead",
     "kit.py": "this builder",
+    "public_checks.py": "reduces grader_tests/ to the kit's public checks",
     "kit_template": "templates of the kit's own files",
     "cli.py": "registers the staff commands; the kit gets kit_template/cli.py instead",
 }
+# Written from kit_template/ instead of the repository's module of the same name.
+KIT_OWN_MODULES = ("cli.py", "course.py")
+
+# The modules of dlcourse/grading that ship: what `dlcourse validate` runs (the pytest plugin,
+# the sandboxed worker, the runner, results, the private set's stand-in). The rest (nbgrader
+# autograding, the gradebook, reports, Slurm) is staff-only and needs staff-only packages.
+GRADING_ENGINE = (
+    "__init__.py", "commands.py", "compare.py", "grader_process.py", "heldout.py",
+    "measurements.py", "plugin.py", "protocol.py", "quiz.py", "results.py", "runner.py",
+    "sandbox.py", "spec.py", "student.py", "submission.py", "worker.py",
+)  # fmt: skip
+# Functions of shipped modules whose (function-level) imports of staff-only modules never run in
+# the kit: the staff commands its CLI does not register, the cohort reports `validate` never
+# writes. Their names are checked to exist, so a rename does not silently widen this.
+KIT_UNREACHABLE: dict[str, tuple[str, ...]] = {
+    "dlcourse/grading/commands.py": ("add_subcommands", "cmd_grade", "cmd_autograde", "cmd_demo"),
+    "dlcourse/grading/runner.py": ("grade_many", "finish_cohort"),
+}
+# The push check of a student's repository, from kit_template/: (template, path in the kit).
+CI_FILES = (
+    ("gitlab-ci.yml", ".gitlab-ci.yml"),
+    ("push-check.sh", "ci/push-check.sh"),
+    ("gitignore", ".gitignore"),
+)
+RELEASED_HASHES = "ci/released.sha256"  # sha256 of each release notebook: started or not
 
 # The only weight files that ship: instruments the notebooks use, not answers to any task.
 COURSE_WEIGHTS: dict[str, str] = {
@@ -61,10 +92,8 @@ INSTRUCTOR_DIRS = (*course.SOURCE_TREES, "grader_tests")
 # Dependencies only the staff side needs (nbgrader, the sandbox, notebook execution in tests, the
 # PostgreSQL gradebook), and what students need that the repository gets through nbgrader
 # (Jupyter, batch execution).
-STAFF_DEPENDENCIES = ("nbgrader", "psutil", "nbclient", "jinja2", "psycopg2-binary")
-STUDENT_EXTRA_DEPENDENCIES = ("jupyterlab", "nbconvert")
-
-TEXT_SUFFIXES = {".py", ".ipynb", ".md", ".txt", ".toml", ".json", ".cfg", ".yml", ".yaml"}
+STAFF_DEPENDENCIES = ("nbgrader", "nbclient", "jinja2", "psycopg2-binary")
+STUDENT_EXTRA_DEPENDENCIES = ("jupyterlab", "nbconvert", "pytest")  # pytest: `dlcourse validate`
 
 
 class KitError(RuntimeError):
@@ -79,6 +108,7 @@ class KitSummary:
     assignments: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
     weights: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # assignments with public checks
 
 
 def assessed_weight_hashes() -> dict[str, str]:
@@ -107,41 +137,77 @@ def submitted_weight_names() -> set[str]:
 
 
 def _student_modules() -> list[Path]:
-    """Entries of dlcourse/ that ship: everything but STAFF_ONLY and caches."""
+    """Entries of dlcourse/ that ship as they are: everything but STAFF_ONLY, the grading
+    package (only GRADING_ENGINE of it ships) and caches."""
     return sorted(
         p
         for p in PACKAGE_DIR.iterdir()
         if p.name not in STAFF_ONLY
-        and p.name != "__pycache__"
+        and p.name not in ("__pycache__", "grading")
         and not p.name.endswith(".pyc")
         and (p.is_file() or (p / "__init__.py").is_file())
     )
 
 
-def _dlcourse_imports(source: str, package: str = "dlcourse") -> set[str]:
-    """Top-level `dlcourse` names imported by `source` (function-level imports included).
-
-    `from dlcourse import data` and `import dlcourse.data` both give "data"; relative imports
-    inside the package count too. Attributes of dlcourse/__init__ come out as names as well and
-    are harmless: only names of staff-only modules are checked.
-    """
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+def _imports(
+    tree: ast.Module, package: str = "", skip_functions: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """(module, name) for every `dlcourse` import in the tree, function-level ones included
+    except in the top-level functions `skip_functions`; name is "" for `import dlcourse.x`.
+    Relative imports are resolved from `package`, the importing module's package."""
+    found: list[tuple[str, str]] = []
+    nodes = [
+        n
+        for top in tree.body
+        if not (isinstance(top, ast.FunctionDef) and top.name in skip_functions)
+        for n in ast.walk(top)
+    ]
+    for node in nodes:
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == package and len(parts) > 1:
-                    names.add(parts[1])
+            found += [(a.name, "") for a in node.names if a.name.split(".")[0] == "dlcourse"]
         elif isinstance(node, ast.ImportFrom):
-            parts = (node.module or "").split(".") if node.module else []
-            if node.level == 0 and parts[:1] != [package]:
-                continue
-            rest = parts[1:] if node.level == 0 else parts
-            if rest:
-                names.add(rest[0])
-            else:
-                names.update(alias.name for alias in node.names)
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, *([module] if module else [])])
+            if module.split(".")[0] == "dlcourse":
+                found += [(module, a.name) for a in node.names]
+    return found
+
+
+def _kit_module(kit: Path, dotted: str) -> Path | None:
+    """The file of module `dotted` in the kit (a module or a package's __init__), or None."""
+    base = kit.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
     return names
+
+
+def _missing_import(kit: Path, module: str, name: str) -> str | None:
+    """What of `from module import name` (or `import module`) the kit lacks, or None."""
+    path = _kit_module(kit, module)
+    if path is None:
+        return module
+    if not name or _kit_module(kit, f"{module}.{name}") is not None:
+        return None
+    if path.name == "__init__.py" and name not in _top_level_names(path):
+        return f"{module}.{name}"
+    return None
 
 
 def _notebook_code(path: Path) -> str:
@@ -163,26 +229,36 @@ def _notebook_code(path: Path) -> str:
     return "\n".join(cells)
 
 
-def _staff_names() -> set[str]:
-    return {name.removesuffix(".py") for name in STAFF_ONLY} - {"cli"}
-
-
 def check_imports(kit: Path) -> list[str]:
-    """Problems: a shipped module or a release notebook importing a staff-only module.
+    """Problems: a shipped module, a public check or a release notebook importing a `dlcourse`
+    module (or a name of one) that the kit does not have.
 
     The kit's `dlcourse` would then fail with ModuleNotFoundError on a student's machine, while in
-    the repository (where everything is there) nothing would show.
+    the repository (where everything is there) nothing would show. Resolved against the kit's own
+    files, so a staff-only module is caught whichever way it is imported.
     """
-    staff = _staff_names()
     problems = []
     sources = [(p, p.read_text()) for p in sorted((kit / "dlcourse").rglob("*.py"))]
+    sources += [(p, p.read_text()) for p in sorted((kit / "public_checks").rglob("*.py"))]
     sources += [(p, _notebook_code(p)) for p in sorted((kit / "release").rglob("*.ipynb"))]
     for path, text in sources:
-        bad = sorted(_dlcourse_imports(text) & staff)
+        rel = str(path.relative_to(kit))
+        skip = KIT_UNREACHABLE.get(rel, ())
+        tree = ast.parse(text)
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        problems += [
+            f"{rel}: KIT_UNREACHABLE in dlcourse/kit.py names {f}(), which it does not define"
+            for f in skip
+            if f not in defined
+        ]
+        package = ".".join(path.relative_to(kit).parts[:-1])  # a module's or __init__'s package
+        imports = _imports(tree, package, skip)
+        missing = (_missing_import(kit, mod, name) for mod, name in imports)
+        bad = sorted({m for m in missing if m})
         if bad:
             problems.append(
-                f"{path.relative_to(kit)} imports staff-only dlcourse.{', dlcourse.'.join(bad)}: "
-                "move what students need into a student module, or drop the import"
+                f"{rel} imports {', '.join(bad)}, which the kit does not have (staff-only): move "
+                "what students need into a student module, or drop the import"
             )
     return problems
 
@@ -191,24 +267,52 @@ def audit(kit: Path) -> list[str]:
     """Every reason the folder `kit` must not be published (empty list: it may be).
 
     Checked independently of how the kit was written: instructor folders, staff-only modules,
-    solution or hidden-test markers in any file, any file equal to a reference weight file, and
-    imports of staff-only modules.
+    solution or hidden-test markers in any file, any file equal to a reference weight file or
+    holding the private test set's seed, public checks that are not only public, and imports of
+    anything the kit lacks.
     """
     problems = [f"{d}/ is an instructor folder" for d in INSTRUCTOR_DIRS if (kit / d).exists()]
     problems += [
         f"dlcourse/{name} is staff-only ({why})"
         for name, why in STAFF_ONLY.items()
-        if name != "cli.py" and (kit / "dlcourse" / name).exists()
+        if name not in KIT_OWN_MODULES and (kit / "dlcourse" / name).exists()
     ]
+    for name in KIT_OWN_MODULES:
+        shipped = kit / "dlcourse" / name
+        if shipped.is_file() and shipped.read_bytes() != (TEMPLATE_DIR / name).read_bytes():
+            problems.append(f"dlcourse/{name} is not the kit's own (kit_template/{name})")
+    grading = kit / "dlcourse" / "grading"
+    if grading.is_dir():
+        problems += [
+            f"dlcourse/grading/{p.name} is staff-only (not in GRADING_ENGINE in dlcourse/kit.py)"
+            for p in sorted(grading.iterdir())
+            if p.name not in GRADING_ENGINE and p.name != "__pycache__"
+        ]
     forbidden = assessed_weight_hashes()
     markers = [m.encode() for m in release.LEAK_MARKERS]
+    seed = _seed_pattern()
     for path in sorted(p for p in kit.rglob("*") if p.is_file()):
         rel = path.relative_to(kit)
-        if any(m in path.read_bytes() for m in markers):
+        data = path.read_bytes()
+        if any(m in data for m in markers):
             problems.append(f"{rel} contains a solution or hidden-test marker")
         if (sha := weights.sha256(path)) in forbidden:
             problems.append(f"{rel} is a copy of the reference weights {forbidden[sha]}")
+        if seed is not None and path.suffix not in (".pt", ".pth") and seed.search(data):
+            problems.append(f"{rel} holds the private test set's seed (grader_tests/heldout.toml)")
+    if (kit / "public_checks").is_dir():
+        problems += public_checks.audit(kit / "public_checks")
     return problems + check_imports(kit)
+
+
+def _seed_pattern() -> re.Pattern[bytes] | None:
+    """The private test set's seed as a whole number, or None where this checkout has none."""
+    from dlcourse.grading import heldout
+
+    try:
+        return re.compile(rb"(?<!\d)%d(?!\d)" % heldout.seed())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _copy_release(kit: Path) -> list[str]:
@@ -236,7 +340,8 @@ def _copy_release(kit: Path) -> list[str]:
 
 
 def _copy_package(kit: Path) -> list[str]:
-    """The student modules of dlcourse, and the kit's own cli.py."""
+    """The student modules of dlcourse, the grading engine, and the kit's own cli.py and
+    course.py."""
     dest = kit / "dlcourse"
     dest.mkdir()
     shipped = []
@@ -246,8 +351,29 @@ def _copy_package(kit: Path) -> list[str]:
         else:
             shutil.copy2(src, dest / src.name)
         shipped.append(src.name)
-    shutil.copy2(TEMPLATE_DIR / "cli.py", dest / "cli.py")
-    return sorted([*shipped, "cli.py"])
+    (dest / "grading").mkdir()
+    for name in GRADING_ENGINE:
+        shutil.copy2(PACKAGE_DIR / "grading" / name, dest / "grading" / name)
+    for name in KIT_OWN_MODULES:
+        shutil.copy2(TEMPLATE_DIR / name, dest / name)
+    return sorted([*shipped, "grading", *KIT_OWN_MODULES])
+
+
+def _copy_ci(kit: Path, assignments: list[str]) -> None:
+    """The push check (kit_template/), and the sha256 of each release notebook, by which it
+    tells an assignment a student has started from one still as released."""
+    for template, where in CI_FILES:
+        dest = kit / where
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(TEMPLATE_DIR / template, dest)
+        if dest.suffix == ".sh":
+            dest.chmod(0o755)
+    lines = [
+        f"{weights.sha256(nb)}  {nb.relative_to(kit).as_posix()}\n"
+        for a in assignments
+        for nb in sorted((kit / "release" / a).glob("*.ipynb"))
+    ]
+    (kit / RELEASED_HASHES).write_text("".join(lines))
 
 
 def _copy_weights(kit: Path) -> list[str]:
@@ -352,6 +478,8 @@ def _write(kit: Path) -> KitSummary:
     summary.assignments = _copy_release(kit)
     summary.modules = _copy_package(kit)
     summary.weights = _copy_weights(kit)
+    summary.checks = list(public_checks.build(kit / "public_checks"))
+    _copy_ci(kit, summary.assignments)
     for name in ("gpu_check.py", "constraints.txt"):
         shutil.copy2(course.ROOT / name, kit / name)
     (kit / "pyproject.toml").write_text(kit_pyproject())
@@ -415,5 +543,7 @@ def main(dest: str, force: bool = False) -> int:
     print(f"  release/: {', '.join(s.assignments)}")
     print(f"  dlcourse/: {', '.join(s.modules)}")
     print(f"  weights/: {', '.join(s.weights) or 'none'}")
+    print(f"  public_checks/: {', '.join(s.checks) or 'none'} (the @public tests only)")
+    print("  push check: .gitlab-ci.yml, ci/push-check.sh")
     print(f"students install it with `pip install -c constraints.txt -e .` in {s.path.name}/")
     return 0

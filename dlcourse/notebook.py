@@ -9,6 +9,7 @@ definition replaces an earlier one exactly as it would when the notebook runs to
 from __future__ import annotations
 
 import ast
+import builtins
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ _CONSTANT_NODES = (
 MAX_LITERAL_CHARS = 10_000  # one string or bytes literal
 MAX_LITERAL_ITEMS = 1_000  # one list, tuple, set or dict display
 MAX_DEFINITIONS_CHARS = 500_000  # everything taken from one notebook
+
+
+_BUILTINS = set(dir(builtins))
 
 
 class NotebookError(ValueError):
@@ -55,20 +59,35 @@ def _is_names(target: ast.expr) -> bool:
     return isinstance(target, ast.Name)
 
 
-def _keep(node: ast.stmt) -> bool:
+def _binds(node: ast.stmt) -> set[str]:
+    """The names a kept statement defines (a star import defines any name: "*")."""
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {a.asname or a.name.split(".")[0] for a in node.names}
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _keep(node: ast.stmt, defined: set[str]) -> bool:
+    """Imports, functions, classes, and constants made of literals and names defined above.
+
+    `x_test = fmnist.test.x` looks like a constant, but `fmnist` comes from a cell that is not
+    taken (a data load): keeping it would only fail with a NameError in the grader's notes.
+    """
     if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef | ast.ClassDef):
         return True
     if isinstance(node, ast.AsyncFunctionDef):
         return True
     if isinstance(node, ast.Assign):
-        return all(_is_names(t) for t in node.targets) and _is_constant(node.value)
-    if isinstance(node, ast.AnnAssign):
-        return (
-            isinstance(node.target, ast.Name)
-            and node.value is not None
-            and _is_constant(node.value)
-        )
-    return False
+        ok = all(_is_names(t) for t in node.targets) and _is_constant(node.value)
+    elif isinstance(node, ast.AnnAssign):
+        ok = isinstance(node.target, ast.Name) and node.value is not None
+        ok = ok and _is_constant(node.value)
+    else:
+        return False
+    used = {n.id for n in ast.walk(node.value) if isinstance(n, ast.Name)}
+    return ok and ("*" in defined or used <= defined | _BUILTINS)
 
 
 def _without_magics(source: str) -> str:
@@ -97,6 +116,7 @@ def definitions(path: str | Path) -> tuple[str, list[str]]:
     """Source of the notebook's definitions, plus one warning per code cell that does not parse."""
     nb = read(path)
     chunks, warnings = [], []
+    defined: set[str] = set()
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or _is_test_cell(cell):
             continue
@@ -108,7 +128,8 @@ def definitions(path: str | Path) -> tuple[str, list[str]]:
             continue
         lines = src.split("\n")
         for node in tree.body:
-            if _keep(node):
+            if _keep(node, defined):
+                defined |= _binds(node)
                 if too_large := _oversized_literal(node):
                     raise NotebookError(
                         f"{Path(path).name}: cell {i}, line {node.lineno} holds {too_large}; "
@@ -167,29 +188,36 @@ def _literal(node: ast.expr) -> Any:
             try:
                 value = _ARITHMETIC[type(node.op)](a, b)
             except ZeroDivisionError:
-                raise NotLiteral("divides by zero") from None
+                raise NotLiteral("divides by 0") from None
             if abs(value) <= _MAX_MAGNITUDE:
                 return value
     raise NotLiteral(f"`{ast.unparse(node)[:80]}` is not a number, text or tuple of those")
 
 
 def literal_of(path: str | Path, name: str) -> tuple[bool, Any]:
-    """(found, value) of the last `name = <literal>` among the notebook's definitions.
+    """(found, value) of the notebook's last top-level `name = ...` outside nbgrader test cells.
 
     Evaluated here from the syntax tree, never executed: a quiz answer is marked without
-    running any of the student's code. NotLiteral when the value is not a plain literal.
+    running any of the student's code. NotLiteral when the value is not a plain literal
+    (`Q1 = x`, `Q1 = f()`), so the student is told to write the value itself.
     """
-    src, _ = definitions(path)
-    found, value = False, None
-    for node in ast.parse(src).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in node.targets
-        ):
-            found, value = True, node.value
-        elif isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
-            found, value = True, node.value
-    if not found:
+    value = None
+    for cell in read(path).cells:
+        if cell.cell_type != "code" or _is_test_cell(cell):
+            continue
+        try:
+            tree = ast.parse(_without_magics(cell.source))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            targets += [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                value = node.value
+    if value is None:
         return False, None
+    if too_large := _oversized_literal(value):
+        raise NotLiteral(f"holds {too_large}")
     try:
         return True, _literal(value)
     except RecursionError:

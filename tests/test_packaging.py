@@ -93,6 +93,10 @@ def test_wheel_holds_every_subpackage_and_the_kit_templates(wheel):
         "dlcourse/__init__.py", "dlcourse/cli.py", "dlcourse/grading/worker.py",
         "dlcourse/grading/plugin.py", "dlcourse/reference/__init__.py", "dlcourse/kit.py",
         "dlcourse/kit_template/cli.py", "dlcourse/kit_template/README.md", "gpu_check.py",
+        "dlcourse/kit_template/course.py", "dlcourse/kit_template/gitlab-ci.yml",
+        "dlcourse/kit_template/push-check.sh", "dlcourse/kit_template/gitignore",
+        "dlcourse/public_checks.py", "dlcourse/grading/grader_process.py",
+        "dlcourse/grading/templates/report.html.j2",
     ):  # fmt: skip
         assert required in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]

@@ -1,7 +1,9 @@
 """The student kit (`dlcourse student-kit DIR`): what students need, nothing they must not see.
 
 Each leak is checked here on the built folder itself, independently of the builder's own audit:
-instructor folders, staff-only modules, solution and hidden-test markers, reference weights. The
+instructor folders, staff-only modules, solution and hidden-test markers, reference weights, the
+private test set's seed (the public checks and the push check: tests/test_public_checks.py,
+tests/test_labts.py). The
 slow tests then run every release notebook from the kit, with `dlcourse` resolving to the kit's
 copy only (the repository's editable install is switched off in the kernel), so a module the
 notebooks need but the kit lacks shows up as the ModuleNotFoundError a student would get.
@@ -21,6 +23,7 @@ import pytest
 from nbclient import NotebookClient
 
 from dlcourse import cli, course, kit, weights
+from dlcourse.grading import heldout
 
 ASSESSED_REFERENCE_WEIGHTS = (
     "cw1_model.pt", "cw1_baseline.pt", "vae_model.pt", "gan_generator.pt", "gan_discriminator.pt",
@@ -86,9 +89,10 @@ def test_kit_has_no_instructor_folders(built):
     for name in ("notebooks", "tutorials", "source", "grader_tests", "autograded", "tests"):
         assert not (built / name).exists(), name
     assert sorted(p.name for p in built.iterdir()) == [
-        "README.md", "constraints.txt", "dlcourse", "gpu_check.py", "pyproject.toml", "release",
-        "weights",
+        ".gitignore", ".gitlab-ci.yml", "README.md", "ci", "constraints.txt", "dlcourse",
+        "gpu_check.py", "public_checks", "pyproject.toml", "release", "weights",
     ]  # fmt: skip
+    assert sorted(p.name for p in (built / "ci").iterdir()) == ["push-check.sh", "released.sha256"]
 
 
 def test_kit_has_no_solution_or_hidden_test_markers(built):
@@ -128,13 +132,28 @@ def test_kit_weights_are_the_course_weights_with_their_manifest(built):
 
 def test_kit_package_is_student_only(built):
     pkg = built / "dlcourse"
-    for name in ("grading", "reference", "sandbox.py", "release.py", "course.py", "kit.py"):
+    for name in ("reference", "release.py", "kit.py", "public_checks.py", "kit_template"):
         assert not (pkg / name).exists(), name
     assert {"data.py", "device.py", "metrics.py", "plots.py", "classifier.py", "weights.py"} <= {
         p.name for p in pkg.iterdir()
     }
     kit_cli = (pkg / "cli.py").read_text()
-    assert "dlcourse.grading" not in kit_cli and "student-kit" not in kit_cli
+    assert "student-kit" not in kit_cli and "add_subcommands" not in kit_cli
+    # The kit's own course.py: where its public checks are, and no instructor trees.
+    assert (pkg / "course.py").read_bytes() == (kit.TEMPLATE_DIR / "course.py").read_bytes()
+    assert "SOURCE_TREES" not in (pkg / "course.py").read_text()
+
+
+def test_kit_ships_only_the_grading_engine(built):
+    """`dlcourse validate` runs from the kit; nbgrader autograding, the gradebook, reports and
+    Slurm stay staff-only."""
+    shipped = sorted(p.name for p in (built / "dlcourse" / "grading").iterdir())
+    assert shipped == sorted(kit.GRADING_ENGINE)
+    for staff in ("autograde.py", "gradebook.py", "preprocessors.py", "feedback.py", "demo.py"):
+        assert staff not in shipped, staff
+    assert not (built / "public_checks" / "heldout.toml").exists()
+    seed = str(heldout.seed())
+    assert not [p for p in _files(built) if seed.encode() in p.read_bytes()]
 
 
 def test_release_notebooks_are_all_present(built):
@@ -152,7 +171,8 @@ def test_kit_readme_and_pyproject(built):
         assert needle in readme, needle
     assert "@ASSIGNMENTS@" not in readme and "@BUILT_FROM@" not in readme
     pyproject = (built / "pyproject.toml").read_text()
-    assert "nbgrader" not in pyproject and "psutil" not in pyproject
+    assert "nbgrader" not in pyproject and "jinja2" not in pyproject
+    assert '"psutil"' in pyproject and '"pytest"' in pyproject  # the sandbox, the plugin
     assert 'dlcourse = "dlcourse.cli:main"' in pyproject
 
 
@@ -184,13 +204,18 @@ def test_audit_names_a_leak(built, tmp_path):
     (leaky / "grader_tests").mkdir()
     (leaky / "cw1_model.pt").write_bytes((weights.WEIGHTS_DIR / "cw1_model.pt").read_bytes())
     (leaky / "dlcourse").mkdir()
-    (leaky / "dlcourse" / "check.py").write_text("from dlcourse.grading import points\n")
+    (leaky / "dlcourse" / "check.py").write_text("from dlcourse.reference import cw1\n")
+    (leaky / "dlcourse" / "grading").mkdir()
+    (leaky / "dlcourse" / "grading" / "gradebook.py").write_text("")
     (leaky / "answer.md").write_text("### BEGIN SOLUTION\n")
+    (leaky / "notes.md").write_text(f"seed = {heldout.seed()}\n")
     problems = "\n".join(kit.audit(leaky))
     assert "grader_tests/ is an instructor folder" in problems
     assert "cw1_model.pt is a copy of the reference weights weights/cw1_model.pt" in problems
-    assert "dlcourse/check.py imports staff-only dlcourse.grading" in problems
+    assert "dlcourse/check.py imports dlcourse.reference, which the kit does not have" in problems
+    assert "dlcourse/grading/gradebook.py is staff-only" in problems
     assert "answer.md contains a solution or hidden-test marker" in problems
+    assert "notes.md holds the private test set's seed" in problems
     assert kit.audit(built) == []
 
 
@@ -220,9 +245,9 @@ def test_kit_installs_in_place_and_imports_from_itself(built, tmp_path):
         "import importlib, pkgutil\n"
         "import dlcourse, gpu_check\n"
         "from dlcourse import classifier, weights\n"
-        "for m in pkgutil.iter_modules(dlcourse.__path__):\n"
-        "    if m.name != '__main__':\n"
-        "        importlib.import_module('dlcourse.' + m.name)\n"
+        "for m in pkgutil.walk_packages(dlcourse.__path__, 'dlcourse.'):\n"
+        "    if m.name != 'dlcourse.__main__':\n"
+        "        importlib.import_module(m.name)\n"
         "classifier.load_classifier()\n"
         "print(dlcourse.__file__, gpu_check.__file__, weights.WEIGHTS_DIR)\n"
     )
@@ -236,12 +261,13 @@ def test_kit_installs_in_place_and_imports_from_itself(built, tmp_path):
     )  # fmt: skip
     dlcourse_cmd = venv / "bin" / "dlcourse"
     run = subprocess.run([dlcourse_cmd, "--help"], env=env, capture_output=True, text=True)
-    assert run.returncode == 0 and "student-kit" not in run.stdout and "grade" not in run.stdout
+    assert run.returncode == 0 and "student-kit" not in run.stdout and "grade " not in run.stdout
+    assert "validate" in run.stdout
     run = subprocess.run(
-        [dlcourse_cmd, "validate", "--assignment", "cw1", "."], cwd=tmp_path, env=env,
+        [dlcourse_cmd, "validate", "--assignment", "nope", "."], cwd=tmp_path, env=env,
         capture_output=True, text=True,
     )  # fmt: skip
-    assert run.returncode == 2 and "not part of the student kit" in run.stderr
+    assert run.returncode == 2 and "public_checks/nope/assignment.toml" in run.stderr
 
 
 @pytest.mark.slow

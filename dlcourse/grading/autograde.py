@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from dlcourse.grading.feedback import FEEDBACK_PREPROCESSORS
 from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import require_sandbox
 from dlcourse.grading.spec import Spec
+
+# runner.grade_many's signature: (folders, spec, out, jobs, force, sandbox, progress) -> results
+IsolatedStep = Callable[[list[Path], Spec, Path, int, bool, bool, bool], dict[str, GradingResults]]
 
 
 @dataclass
@@ -166,11 +170,22 @@ def expected_cells(root: Path, tree: str, assignment: str, spec: Spec) -> list[s
     ]
 
 
+def is_current(ctx: Course, student: str) -> bool:
+    """Whether nbgrader's grades for `student` are up to date: autograded after the isolated
+    results were last written. A changed submission is graded again, and a flag found later
+    (shared weights) rewrites its results.json, so either makes nbgrader run again and merge
+    the new isolated results into the gradebook."""
+    autograded = ctx.root / "autograded" / student / ctx.assignment / ctx.spec.notebook
+    isolated = ctx.root / "grades" / ctx.assignment / student / "results.json"
+    if not autograded.is_file():
+        return False
+    return not isolated.is_file() or autograded.stat().st_mtime >= isolated.stat().st_mtime
+
+
 def run_nbgrader(ctx: Course, rep: StudentReport, force: bool, sandbox: bool) -> None:
     """nbgrader autograde for one student: the sandboxed kernel and the isolated tests' merge
     happen inside nbgrader's pipeline (nbgrader_config.py), exactly as for a TA's plain run."""
-    done = (ctx.root / "autograded" / rep.student / ctx.assignment / ctx.spec.notebook).is_file()
-    if done and not force:
+    if is_current(ctx, rep.student) and not force:
         rep.nbgrader_ok = True
         return
     args = ["autograde", ctx.assignment, f"--student={rep.student}", "--force"]
@@ -184,7 +199,8 @@ def run_nbgrader(ctx: Course, rep: StudentReport, force: bool, sandbox: bool) ->
 
 
 def write_feedback(ctx: Course, rep: StudentReport, out: Path) -> None:
-    """nbgrader's HTML feedback without hidden tests, plus the isolated tests' summary."""
+    """nbgrader's HTML feedback without hidden tests, plus the isolated tests' summary and
+    report.html (marks per test and the grader's plots, dlcourse.grading.report)."""
     args = ["generate_feedback", ctx.assignment, f"--student={rep.student}", "--force"]
     args += [f"--GenerateFeedback.preprocessors={pp}" for pp in FEEDBACK_PREPROCESSORS]
     proc = nbgrader(ctx.root, args, ctx.tree, ctx.db_url)
@@ -195,6 +211,9 @@ def write_feedback(ctx: Course, rep: StudentReport, out: Path) -> None:
     notes = "".join(f"note: {n}\n" for n in rep.cell_notes)
     fb = ctx.root / "feedback" / rep.student / ctx.assignment / "isolated_tests.txt"
     results.write_atomic(fb, summary + notes)
+    from dlcourse.grading import report
+
+    report.write_report(out / rep.student, rep.student, fb.parent / report.REPORT, rep.cell_notes)
 
 
 @dataclass(frozen=True)
@@ -218,13 +237,20 @@ def autograde(
     force: bool = False,
     sandbox: bool = True,
     progress: bool = True,
+    isolated: IsolatedStep | None = None,
 ) -> list[StudentReport]:
-    """Autograde every submitted/<student>/<assignment>/ of the course at `root`."""
+    """Autograde every submitted/<student>/<assignment>/ of the course at `root`.
+
+    `isolated` replaces the isolated tests' step (runner.grade_many): the Slurm merge job
+    passes one that reads what the array tasks graded. A student it returns no results for
+    is not run through nbgrader (nbgrader would grade the isolated tests here).
+    """
     if sandbox:
         require_sandbox()
     root = Path(root).resolve()
     os.environ["PATH"] = _env()["PATH"]  # nbgrader's Gradebook shells out to the venv's alembic
-    db_url = db_url or f"sqlite:///{root / 'gradebook.db'}"
+    db_url = gradebook.database_url(db_url, root)
+    gradebook.check_reachable(db_url)  # a clear message, not a traceback, for a server that is down
     tree = source_tree(root, assignment)
     ctx = Course(root, assignment, spec, tree, db_url, course_id(root))
     ensure_in_gradebook(root, assignment, tree, db_url)
@@ -235,9 +261,11 @@ def autograde(
         reports[student].cell_notes = cell_problems(nb, expected)
 
     out = root / "grades" / assignment  # isolated tests first, in parallel; nbgrader reuses them
-    graded = runner.grade_many(list(folders.values()), spec, out, jobs, force, sandbox, progress)
+    step = isolated or runner.grade_many
+    graded = step(list(folders.values()), spec, out, jobs, force, sandbox, progress)
     for student in notebooks:  # one nbgrader process per student: a bad one stops only itself
-        run_nbgrader(ctx, reports[student], force, sandbox)
+        if student in graded:
+            run_nbgrader(ctx, reports[student], force, sandbox)
     for student, rep in reports.items():
         rep.isolated = graded.get(student)
         if (t := gradebook.totals(db_url, ctx.course_id, assignment, student)) is not None:

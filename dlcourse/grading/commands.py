@@ -12,12 +12,9 @@ from dlcourse import course
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Register the grading subcommands on the `dlcourse` parser."""
-    s = sub.add_parser("validate", help="pre-deadline check of one submission (public tests only)")
-    s.add_argument("submission", type=Path)
-    s.add_argument("--assignment", required=True)
-    s.add_argument("--junit", type=Path, help="also write a JUnit XML report here")
-    _common(s)
-    s.set_defaults(func=cmd_validate)
+    from dlcourse.grading import slurm  # its options only: it imports nothing heavy
+
+    add_validate(sub)
 
     s = sub.add_parser("grade", help="hidden tests on submissions, each in its own sandbox")
     s.add_argument("submissions", nargs="+", type=Path)
@@ -26,6 +23,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, help="default: grades/<assignment>/")
     s.add_argument("--force", action="store_true", help="re-grade already graded submissions")
     _common(s)
+    slurm.add_arguments(s)
     s.set_defaults(func=cmd_grade)
 
     s = sub.add_parser("autograde", help="nbgrader autograde + isolated tests into the gradebook")
@@ -35,6 +33,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--jobs", type=int, default=1)
     s.add_argument("--force", action="store_true", help="re-grade already graded submissions")
     _common(s)
+    slurm.add_arguments(s)
     s.set_defaults(func=cmd_autograde)
 
     s = sub.add_parser("demo", help="release, grade an embedded cohort, print the mark table")
@@ -42,8 +41,22 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_demo)
 
 
+def add_validate(sub: argparse._SubParsersAction) -> None:
+    """Register `validate` (the student kit's CLI registers it too, with its public checks)."""
+    s = sub.add_parser("validate", help="pre-deadline check of one submission (public tests only)")
+    s.add_argument("submission", type=Path)
+    s.add_argument("--assignment", required=True)
+    s.add_argument("--junit", type=Path, help="also write a JUnit XML report here")
+    _common(s)
+    s.set_defaults(func=cmd_validate)
+
+
 def _common(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--tests", type=Path, help="hidden tests folder (default grader_tests/<a>/)")
+    s.add_argument(
+        "--tests",
+        type=Path,
+        help="tests folder (default grader_tests/<a>/; the kit's public_checks/<a>/)",
+    )
     s.add_argument(
         "--unsandboxed",
         action="store_true",
@@ -77,8 +90,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems = [f"missing {f}" for f in spec.missing_files(args.submission)]
     sandbox = _sandbox(args) and bwrap_works()
     if _sandbox(args) and not sandbox:
-        print("note: bubblewrap is not available here, so your code runs without the grader's "
-              "sandbox (the grader itself always uses it)")  # fmt: skip
+        print("note: NOT SANDBOXED: bubblewrap is not available here, so your code "
+              "runs in a limited process, not in the sandbox (grading always uses it)")  # fmt: skip
     checker = Student(args.submission, spec, sandbox=False)
     for w in spec.weights:
         if (args.submission / w).is_file():
@@ -115,6 +128,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out or course.ROOT / "grades" / spec.name
+    from dlcourse.grading import slurm
+
+    if slurm.requested(args):
+        return slurm.cmd_grade(args, spec, out)
     try:
         cohort = runner.grade_many(
             args.submissions, spec, out, args.jobs, args.force, _sandbox(args)
@@ -124,13 +141,20 @@ def cmd_grade(args: argparse.Namespace) -> int:
         return 2
     for sid, graded in sorted(cohort.items()):
         print(f"{sid}: {graded.score:g}/{graded.max_score:g} ({graded.status})")
-    print(f"results: {out}/<submission>/results.json and summary.txt; cohort: {out}/marks.csv")
+    print(f"results: {out}/<submission>/results.json, summary.txt and report.html; "
+          f"cohort: {out}/marks.csv and cohort.html")  # fmt: skip
     return 0
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    from dlcourse.grading import autograde
+    from dlcourse.grading import autograde, slurm
 
+    if slurm.requested(args):
+        try:
+            return slurm.cmd_autograde(args, _spec(args))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         spec = _spec(args)
         reports = autograde.autograde(

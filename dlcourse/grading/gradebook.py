@@ -17,6 +17,54 @@ from dlcourse.grading.spec import Spec
 NOTES_HEADER = "Isolated grader:"
 
 
+def database_url(db_url: str | None, root: Path) -> str:
+    """The gradebook's SQLAlchemy URL: sqlite:///<root>/gradebook.db unless one is given.
+
+    A plain postgresql:// (or postgres://) URL gets the psycopg2 driver the course pins:
+    SQLAlchemy 2.1 would otherwise look for psycopg 3, which is not installed.
+    """
+    if not db_url:
+        return f"sqlite:///{Path(root) / 'gradebook.db'}"
+    scheme, sep, rest = db_url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg2://{rest}"
+    return db_url
+
+
+def takes_concurrent_writers(db_url: str) -> bool:
+    """nbgrader's sqlite gradebook takes one writer at a time (parallel autograde processes
+    fail with "database is locked"); a server database such as PostgreSQL takes many."""
+    return not db_url.startswith("sqlite")
+
+
+def shown(db_url: str) -> str:
+    """The URL for messages and logs, its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(db_url).render_as_string(hide_password=True)
+
+
+def check_reachable(db_url: str) -> None:
+    """Raise ValueError, saying what to do, unless the gradebook's database can be opened."""
+    from sqlalchemy import create_engine, exc
+
+    try:
+        engine = create_engine(db_url)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except exc.ArgumentError as e:  # the URL itself is not repeated: it may hold a password
+        raise ValueError(
+            f"--db is not a database URL ({e}); e.g. postgresql://USER@HOST/DATABASE"
+        ) from e
+    except (exc.SQLAlchemyError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"cannot open the gradebook {shown(db_url)}: {first}. Is the server running, "
+            "does the database exist (createdb), and can this machine reach it?"
+        ) from e
+
+
 def merge(
     db_url: str, course_id: str, spec: Spec, student: str, graded: GradingResults
 ) -> list[str]:

@@ -18,18 +18,24 @@ defeats lookups that do not (grader_tests/README.md, "Private test set").
 
 The seed lives in grader_tests/heldout.toml (`seed = <int>`; grader_tests/ is never released);
 DLCOURSE_HELDOUT_SEED overrides it (another term, a leaked seed, or a test).
+
+The student kit has no seed and no private set: its public checks (`dlcourse validate` there)
+only time a model on 10,000 images, so there `private_test_split()` is `stand_in_split()`,
+images of the same shape drawn with a public seed. The kit says so with STUDENT_KIT in its own
+dlcourse/course.py; the course repository's course.py has no such name.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 import sys
 
 import torch
 
-from dlcourse import data
+from dlcourse import course, data
 from dlcourse.course import GRADER_TESTS
 
 if sys.version_info >= (3, 11):
@@ -41,6 +47,8 @@ SEED_FILE = GRADER_TESTS / "heldout.toml"
 SEED_ENV = "DLCOURSE_HELDOUT_SEED"
 GAMMA = 1.25  # x ** gamma, gamma log-uniform in [0.8, 1.25]: mid-tones lighter or darker
 SCALE = (0.8, 0.95)  # then times a factor in this range: never 1, so every image changes
+TEST_IMAGES = 10_000
+STAND_IN_SEED = 0  # public: the stand-in is no secret
 
 
 def seed() -> int:
@@ -78,14 +86,80 @@ def perturb(x: torch.Tensor, seed_value: int) -> torch.Tensor:
 
 
 @functools.cache
+def public_test_split() -> data.Split:
+    """The 10,000 public test images and labels, as `data.load_fashion_mnist(smoke=False).test`.
+
+    Read once per process, and without the 60,000 training images, which load_fashion_mnist
+    decompresses and checks too (0.5 CPU seconds of every grading). Shared: never change it in
+    place.
+    """
+    d = data.find_fashion_mnist()
+    x = data._read_idx(d, "t10k-images-idx3-ubyte", verify=True)
+    y = data._read_idx(d, "t10k-labels-idx1-ubyte", verify=True)
+    return data.Split(x.unsqueeze(1).float().div_(255), y.long())
+
+
+@functools.cache
 def _private_test_split(seed_value: int) -> data.Split:
-    test = data.load_fashion_mnist(smoke=False).test
+    test = public_test_split()
     return data.Split(perturb(test.x, seed_value), test.y.clone())
 
 
 def private_test_split(seed_value: int | None = None) -> data.Split:
     """The 10,000 test images, perturbed with the staff seed (or `seed_value`); labels unchanged.
 
-    Built once per process: every hidden-test module of a submission shares it.
+    Built once per process: every hidden-test module of a submission shares it. In the student
+    kit (no seed there) it is `stand_in_split()`.
     """
+    if seed_value is None and in_student_kit():
+        return stand_in_split()
     return _private_test_split(seed() if seed_value is None else seed_value)
+
+
+def sending_order(n: int = TEST_IMAGES) -> torch.Tensor:
+    """The order in which the hidden tests send the private images: a permutation drawn from
+    the staff seed (the stand-in's public seed in the student kit).
+
+    The private images keep the public test set's order, so a model that stores the 10,000
+    public labels (10,000 numbers, well inside any size limit) and answers by counting the
+    images it has been sent would score 100% on them sent in order. Sent in an order that only
+    the seed determines, such a model is at chance, while a model that classifies each image
+    on its own gives the same logits in any order: the marks stay the same for every grading.
+    """
+    seed_value = STAND_IN_SEED if in_student_kit() else seed()
+    digest = hashlib.sha256(f"sending order {seed_value}".encode()).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+    return torch.randperm(n, generator=g)
+
+
+def restore_order(out: object, order: torch.Tensor) -> object:
+    """The student's outputs for `x[order]` put back in the test set's order.
+
+    Anything that is not a tensor with one row per image is returned as it is, for the
+    caller's own type and shape check to report.
+    """
+    if isinstance(out, torch.Tensor) and out.dim() >= 1 and len(out) == len(order):
+        restored = torch.empty_like(out)
+        restored[order] = out
+        return restored
+    return out
+
+
+def in_student_kit() -> bool:
+    """Whether this is the student kit's copy of the grading engine (see the module docstring)."""
+    return getattr(course, "STUDENT_KIT", False) is True
+
+
+@functools.cache
+def stand_in_split() -> data.Split:
+    """10,000 images shaped and valued as the private set's, for checks that measure cost.
+
+    Uniform noise on the 1/255 grid with random labels, drawn with the public STAND_IN_SEED: a
+    model costs the same CPU time on them as on the private images, and nothing can be learnt
+    from them about the private set, nor marked on them (their labels mean nothing). No dataset
+    is needed, so a push check needs no download.
+    """
+    g = torch.Generator().manual_seed(STAND_IN_SEED)
+    x = torch.randint(0, 256, (TEST_IMAGES, 1, 28, 28), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (TEST_IMAGES,), generator=g)
+    return data.Split(x.float().div_(255), y)

@@ -3,16 +3,22 @@
 It provides the `student` fixture, requires `@points` on every test, and records each test as
 a `TestResult`; the runner completes the `GradingResults` it writes. Outputs carry the failure
 message only, never the hidden test's code: a bare `assert` shows as "a hidden check failed".
+
+The `report` fixture is where tests record what they measured for the feedback report
+(dlcourse.grading.measurements); it is written to measurements.pt next to the results after
+the results themselves, so a measurement can neither change nor lose a mark.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from dlcourse.grading import spec
+from dlcourse.grading import measurements, spec
+from dlcourse.grading.measurements import Measurements
 from dlcourse.grading.results import GradingResults, Outcome, TestResult
 from dlcourse.grading.sandbox import WorkerError
 from dlcourse.grading.student import Student, StudentError
@@ -27,12 +33,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--no-sandbox", action="store_true", help="do not use bubblewrap")
 
 
+RECORDER = pytest.StashKey["Recorder"]()
+
+
 class Recorder:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.tests: list[TestResult] = []
         self.student: Student | None = None
+        self.measurements = Measurements()
         self.t0 = time.perf_counter()
+
+    def measurements_path(self) -> Path | None:
+        """measurements.pt next to the results (None when no results are written)."""
+        out = self.config.getoption("--results")
+        return Path(out).parent / measurements.FILE if out else None
 
     def get_student(self) -> Student:
         if self.student is None:
@@ -81,8 +96,17 @@ class Recorder:
             timings={**(st.timings if st else {}), "total_s": self._elapsed()},
         )
         Path(out).write_text(graded.to_json())  # partial: the runner adds what it knows
-        if st is not None:
-            st.close()
+        try:  # after the results: a measurement that hangs or crashes cannot lose a mark
+            self.measurements.run_after_tests()
+            if self.measurements.items or self.measurements.notes:
+                self.measurements.write(self.measurements_path())
+            for tb in self.measurements.tracebacks:  # outside any test's capture: grader.log
+                print(f"not measured for the report: {tb}", file=sys.stderr)
+        except OSError as exc:  # the report then shows the marks without plots
+            print(f"measurements not written: {exc}", file=sys.stderr)
+        finally:
+            if st is not None:
+                st.close()
 
     def _elapsed(self) -> float:
         return round(time.perf_counter() - self.t0, 3)
@@ -131,10 +155,19 @@ def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) ->
 def pytest_configure(config: pytest.Config) -> None:
     recorder = Recorder(config)
     config.pluginmanager.register(recorder, "dlcourse-recorder")
-    config._dlcourse_recorder = recorder  # type: ignore[attr-defined]
+    config.stash[RECORDER] = recorder
+    stale = recorder.measurements_path()
+    if stale is not None:  # an earlier grading's measurements never pass for this one's
+        stale.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
 def student(request: pytest.FixtureRequest) -> Student:
     """The submission being graded (see grader_tests/README.md)."""
-    return request.config._dlcourse_recorder.get_student()
+    return request.config.stash[RECORDER].get_student()
+
+
+@pytest.fixture(scope="session")
+def report(request: pytest.FixtureRequest) -> Measurements:
+    """Where a test records what it measured for the feedback report; it never fails."""
+    return request.config.stash[RECORDER].measurements

@@ -45,8 +45,12 @@ class TestResult:
     grade_cell: str | None
 
     def to_gradescope(self) -> dict[str, Any]:
-        """Gradescope's test entry: a passed test shows its description as its output."""
+        """Gradescope's test entry: a passed test shows its description as its output; a
+        failed test's description (what it checks, for the report) is in `extra_data`."""
         passed = self.outcome == "passed"
+        extra: dict[str, Any] = {"outcome": self.outcome, "grade_cell": self.grade_cell}
+        if self.description and not passed:
+            extra["description"] = self.description
         return {
             "name": self.name,
             "score": self.score,
@@ -54,20 +58,20 @@ class TestResult:
             "status": "passed" if passed else "failed",
             "output": self.output or (self.description if passed else ""),
             "visibility": "visible" if self.public else "after_published",
-            "extra_data": {"outcome": self.outcome, "grade_cell": self.grade_cell},
+            "extra_data": extra,
         }
 
     @classmethod
     def from_gradescope(cls, t: Mapping[str, Any]) -> TestResult:
         """Inverse of `to_gradescope` (a passed test's output is read back as its description;
-        a failed test's description is not stored in results.json, so it reads as "")."""
+        older results.json files hold no failed test's description: it reads as "")."""
         extra = t.get("extra_data", {})
         outcome = extra.get("outcome") or ("passed" if t.get("status") == "passed" else "failed")
         text = t.get("output", "")
         passed = outcome == "passed"
         return cls(
             name=t["name"],
-            description=text if passed else "",
+            description=text if passed else extra.get("description", ""),
             max_score=t["max_score"],
             score=t["score"],
             outcome=outcome,
@@ -161,6 +165,14 @@ class GradingResults:
         new = [f for f in dict.fromkeys(flags) if f not in self.flags]
         self.flags += new
         return bool(new)
+
+    def replace_flags(self, flags: list[str]) -> bool:
+        """Set the flags to `flags` (a cohort's sharing is recomputed on every run); returns
+        whether they changed, i.e. whether the written results are now out of date."""
+        new = list(dict.fromkeys(flags))
+        changed = new != self.flags
+        self.flags = new
+        return changed
 
     # -- the edge: Gradescope's results.json -------------------------------------------------
 

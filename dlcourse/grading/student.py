@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import textwrap
 from collections.abc import Callable
@@ -10,10 +11,18 @@ from typing import Any
 
 import torch
 
-from dlcourse import notebook
 from dlcourse.grading import protocol, submission
 from dlcourse.grading.sandbox import Worker, WorkerError
 from dlcourse.grading.spec import Spec
+from dlcourse.grading.worker import import_notebook
+
+notebook = import_notebook()  # before anything else imports nbformat: see import_notebook
+
+
+@functools.cache
+def _probe_source(probe: Callable[..., Any]) -> str:
+    """A probe's source, read once per grading (inspect re-reads and tokenizes the module)."""
+    return textwrap.dedent(inspect.getsource(probe))
 
 
 class StudentError(Exception):
@@ -67,7 +76,7 @@ class Student:
     def run(self, probe: Callable[..., Any], **kwargs: Any) -> Any:
         """`probe(ns, **kwargs)` computed in the student process (see grader_tests/README.md)."""
         self._ensure_started()
-        source = textwrap.dedent(inspect.getsource(probe))
+        source = _probe_source(probe)
         message = {"op": "call", "source": source, "name": probe.__name__, "kwargs": kwargs}
         try:
             reply = self.worker.request(message)

@@ -114,8 +114,16 @@ def problems(folder: Path, notebook: str, weights: tuple[str, ...] = ()) -> list
 
 
 def fingerprint(folder: Path) -> str:
-    """One hash of every regular file's name and content: has the submission changed?"""
+    """One hash of every regular file's name and content: has the submission changed?
+
+    A link or special file counts by its name (it is never followed), so one added after
+    grading changes the fingerprint: the submission is graded again and intake refuses it.
+    """
     h = hashlib.sha256()
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink()):
-        h.update(os.fsencode(path.relative_to(folder)) + b"\0" + sha256(path).encode())
+    for path in sorted(Path(folder).rglob("*")):
+        name = os.fsencode(path.relative_to(folder)) + b"\0"
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            h.update(name + b"not a regular file\0")
+        elif path.is_file():
+            h.update(name + sha256(path).encode())
     return h.hexdigest()

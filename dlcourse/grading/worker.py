@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from dlcourse.grading import protocol
 
 PRINT_CAP_BYTES = 64 * 1024
+# jsonschema (which nbformat imports) imports this, when installed (Jupyter brings it), only to
+# check "iri" strings: building its lark grammar costs 1.5 CPU seconds in every grader and every
+# student process, for a format nbformat's schema never uses.
+IRI_CHECKER = "rfc3987_syntax"
 
 
 class CappedStream:
@@ -109,6 +113,24 @@ def _load_model(cls: Any, cls_name: str, file: str, args: tuple, kwargs: dict) -
     return model.eval()
 
 
+def import_notebook() -> Any:
+    """`dlcourse.notebook` (and nbformat), imported without jsonschema's IRI format checker.
+
+    The checker is kept out only while nbformat is imported for the first time; code that
+    imports it afterwards, a student's notebook included, gets it as usual.
+    """
+    if "nbformat" not in sys.modules and IRI_CHECKER not in sys.modules:
+        sys.modules[IRI_CHECKER] = None  # type: ignore[assignment] - makes its import fail
+        try:
+            import nbformat  # noqa: F401
+        finally:
+            if sys.modules.get(IRI_CHECKER, 0) is None:
+                del sys.modules[IRI_CHECKER]
+    from dlcourse import notebook
+
+    return notebook
+
+
 def notebook_filename(notebook: str) -> str:
     """The file name student code is compiled under (tracebacks show the definitions' lines)."""
     return f"<definitions of {notebook}>"
@@ -116,11 +138,10 @@ def notebook_filename(notebook: str) -> str:
 
 def load_definitions(notebook: str) -> tuple[dict[str, Any], list[str]]:
     """Run the notebook's definitions one statement at a time; failures become warnings."""
-    from dlcourse.notebook import NotebookError, definitions
-
+    nb = import_notebook()
     try:
-        src, warnings = definitions(notebook)
-    except NotebookError as exc:
+        src, warnings = nb.definitions(notebook)
+    except nb.NotebookError as exc:
         raise StudentFailure(str(exc)) from None
     names: dict[str, Any] = {"__name__": "__student__"}
     filename = notebook_filename(notebook)

@@ -5,6 +5,10 @@ student process, which returns logits for the 10,000 images of the private test 
 (`dlcourse.grading.heldout`: the public test images under a staff-seeded intensity change, so a
 memorised public test set earns nothing); accuracy is computed here. Tiers come from the
 reference and baseline weights measured on that set (see the constants below).
+
+For the feedback report (the `report` fixture, which never fails a test) the tier tests record
+the accuracy with these tiers, the confusion matrix and the mistakes the model was surest of,
+shown as the public test images they were made from (the private copies stay with the grader).
 """
 
 import torch
@@ -37,6 +41,8 @@ REFERENCE_MEASURED = 0.9386
 # 0.9286 -> 0.925; tiers 1 and 2 split the range evenly (steps of 0.007).
 ABOVE_BASELINE = 0.904
 TIERS = (0.911, 0.918, 0.925)
+TIER_TESTS = ("test_beats_baseline", "test_tier_1", "test_tier_2", "test_tier_3")
+SHOWN_MISTAKES = 16
 _cache: dict = {}
 
 
@@ -77,24 +83,60 @@ def _logits(student) -> tuple[torch.Tensor, float]:
     _loaded(student)  # the worker is started and the model built before the call is measured
 
     def compute():
-        logits = student.run(probe_logits, x=_test_split().x)
-        return logits, student.last_cpu_s
+        order = heldout.sending_order()  # no answering by position (see heldout)
+        logits = student.run(probe_logits, x=_test_split().x[order])
+        return heldout.restore_order(logits, order), student.last_cpu_s
 
     return _once("logits", compute)
 
 
-def _accuracy(student) -> float:
+def _accuracy(student, report) -> float:
     logits, _ = _logits(student)
     assert isinstance(logits, torch.Tensor) and logits.shape == (10000, 10), (
         f"MyResNet returned {getattr(logits, 'shape', type(logits).__name__)} for 10000 images"
     )
     acc = metrics.accuracy(logits, _test_split().y)
+    report.measure("test accuracy", lambda: _record(report, logits, acc))
     n = _numbers(student)  # extra buffers could carry a table of test images: not marked
     assert n <= MAX_NUMBERS, (
         f"test accuracy {acc:.2%}, not marked: {WEIGHTS} holds {n:,} numbers, over the "
         f"{MAX_NUMBERS:,} limit"
     )
     return acc
+
+
+def _record(report, logits: torch.Tensor, acc: float) -> None:
+    """The report's tier table, confusion matrix and most confident mistakes."""
+    labels = ["above the baseline", "tier 1", "tier 2", "tier 3"]
+    thresholds = [ABOVE_BASELINE, *TIERS]
+    module = __name__.rsplit(".", 1)[-1]  # results.json names tests module::function
+    rows = [
+        (label, t, f"{module}::{name}")
+        for label, t, name in zip(labels, thresholds, TIER_TESTS, strict=True)
+    ]
+    report.tiers("accuracy", "Test accuracy (10,000 private test images)", acc, rows, fmt=".2%")
+    y = _test_split().y
+    pred = logits.argmax(dim=1)
+    cm = metrics.confusion_matrix(pred, y, len(data.CLASSES))
+    report.confusion("confusion", "Confusion matrix (10,000 private test images)", cm, data.CLASSES)
+    sure = logits.float().softmax(dim=1).amax(dim=1).nan_to_num(0.0)
+    wrong = (pred != y).nonzero().flatten()
+    if len(wrong) == 0:
+        return
+    worst = wrong[sure[wrong].argsort(descending=True, stable=True)[:SHOWN_MISTAKES]]
+    public = heldout.public_test_split().x[worst]
+    captions = [
+        f"{data.CLASSES[y[i]]}, taken for {data.CLASSES[pred[i]]} ({sure[i]:.0%})" for i in worst
+    ]
+    report.images(
+        "mistakes",
+        f"The {len(worst)} mistakes your model was surest of (true class, taken for)",
+        public,
+        captions,
+        columns=8,
+        note="Shown as in the public test set; the grader's copy of each is the same image, "
+        "a little lighter or darker.",
+    )
 
 
 def _numbers(student) -> int:
@@ -131,30 +173,30 @@ def test_evaluation_time(student):
     )
 
 
-def _tier(student, threshold: float) -> None:
-    acc = _accuracy(student)
+def _tier(student, report, threshold: float) -> None:
+    acc = _accuracy(student, report)
     assert acc >= threshold, f"test accuracy {acc:.2%} is below {threshold:.1%}"
 
 
 @points(6)
-def test_beats_baseline(student):
+def test_beats_baseline(student, report):
     """Test accuracy above the baseline's (trained as released) by half a point."""
-    _tier(student, ABOVE_BASELINE)
+    _tier(student, report, ABOVE_BASELINE)
 
 
 @points(4)
-def test_tier_1(student):
+def test_tier_1(student, report):
     """Test accuracy reaches tier 1."""
-    _tier(student, TIERS[0])
+    _tier(student, report, TIERS[0])
 
 
 @points(4)
-def test_tier_2(student):
+def test_tier_2(student, report):
     """Test accuracy reaches tier 2."""
-    _tier(student, TIERS[1])
+    _tier(student, report, TIERS[1])
 
 
 @points(4)
-def test_tier_3(student):
+def test_tier_3(student, report):
     """Test accuracy reaches tier 3, one point below the reference solution."""
-    _tier(student, TIERS[2])
+    _tier(student, report, TIERS[2])

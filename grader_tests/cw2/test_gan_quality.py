@@ -18,6 +18,9 @@ on CPU with the same seeds as here:
 | collapsed (one image repeated)       | 1185.50 | 543.338 |  1       |
 | collapsed to 10 images (a fixture)   | 231.531 |  21.281 |  7       |
 
+For the feedback report (the `report` fixture, which never fails a test) `scores` records FID,
+KID and coverage with these tiers, the predicted-class shares, and the first 64 samples.
+
 The last row is tests/cw2's collapsed submission (the reference generator, first noise vector
 of every batch of 1,000), graded by these tests. Tier 3 leaves the reference a margin of about
 1.6x for another seed or device; tier 2 is about 3x the reference (FID) or 2x (KID); tier 1 sits
@@ -26,24 +29,73 @@ below every untrained, broken or collapsed generator measured.
 
 import pytest
 
-from dlcourse import classifier, metrics
+from dlcourse import classifier, data, metrics
 from dlcourse.grading import points
 
 GRADE_CELL = "cw2_gan_quality_hidden"
 FID_TIERS = (200.0, 75.0, 40.0)
 KID_TIERS = (15.0, 8.0)
 COVERAGE_TIERS = (8, 10)  # classes with >= 2% of the samples: most, all
+MIN_SHARE = 0.02  # metrics.class_coverage's
+SHOWN = 64
+
+
+def _record(report, scores: dict, samples) -> None:
+    """Tier tables, predicted-class shares and a grid of samples for the feedback report."""
+    module = __name__.rsplit(".", 1)[-1]  # results.json names tests module::function
+
+    def rows(tiers, names):
+        return [
+            (f"tier {i + 1}", t, f"{module}::{name}")
+            for i, (t, name) in enumerate(zip(tiers, names, strict=True))
+        ]
+
+    fid_tests = ("test_fid_tier_1", "test_fid_tier_2", "test_fid_tier_3")
+    kid_tests = ("test_kid_tier_1", "test_kid_tier_2")
+    fid, kid = rows(FID_TIERS, fid_tests), rows(KID_TIERS, kid_tests)
+    lower = {"higher_is_better": False}
+    report.tiers("fid", "FID (lower is better)", scores["fid"], fid, fmt=".2f", **lower)
+    report.tiers("kid", "KID (lower is better)", scores["kid"], kid, fmt=".3f", **lower)
+    coverage = [
+        ("most classes", COVERAGE_TIERS[0], f"{module}::test_coverage_most"),
+        ("all classes", COVERAGE_TIERS[1], f"{module}::test_coverage_all"),
+    ]
+    report.tiers(
+        "coverage",
+        "Classes with 2% or more of the samples",
+        scores["coverage"],
+        coverage,
+        fmt=".0f",
+    )
+    report.bars(
+        "class shares",
+        "Share of the samples in each class (as the course classifier sees them)",
+        scores["histogram"],
+        data.CLASSES,
+        threshold=MIN_SHARE,
+        threshold_label="2%: counts as covered",
+        fmt=".1%",
+    )
+    report.images(
+        "gan samples",
+        f"The first {SHOWN} of your generator's 10,000 samples",
+        samples[:SHOWN],
+        value_range=(-1.0, 1.0),
+        columns=16,
+    )
 
 
 @pytest.fixture(scope="module")
-def scores(gan_samples, course_classifier, real_features) -> dict:
+def scores(gan_samples, course_classifier, real_features, report) -> dict:
     feats, pred = classifier.embed(course_classifier, gan_samples)
-    return {
+    found = {
         "fid": metrics.fid(feats, real_features),
         "kid": metrics.kid(feats, real_features),
         "coverage": metrics.class_coverage(pred),
         "histogram": [round(v, 3) for v in metrics.class_histogram(pred).tolist()],
     }
+    report.measure("sample quality", lambda: _record(report, found, gan_samples))
+    return found
 
 
 def _check(scores: dict, key: str, limit: float, label: str) -> None:

@@ -20,11 +20,17 @@ device, rounded to half a nat, and still beats the baseline; tier 2 is the basel
 nat, rounded up to half a nat; tier 1 keeps its distance from the reference (21.78 nats), far
 below 100 steps' worth. The private set costs the reference 16 nats: dimmer, greyer pixels cost
 more under a Bernoulli likelihood.
+
+For the feedback report (the `report` fixture, which never fails a test) the tier tests record
+the negative ELBO with these tiers. After every test has run (more calls into the student's
+process, which then cannot cost a test its time) the report gets reconstructions of the first
+public test images, never of the private ones (a VAE that copied its input would otherwise
+show them), and samples from the prior, both for noise drawn here with a fixed seed.
 """
 
 import torch
 
-from dlcourse import metrics
+from dlcourse import data, metrics
 from dlcourse.grading import points, public
 from dlcourse.reference.cw2 import ELBO_SEED
 
@@ -32,6 +38,10 @@ GRADE_CELL = "cw2_vae_model_hidden"
 WEIGHTS = "vae_model.pt"
 MAX_PARAMETERS = 1_000_000  # "fewer than"
 ELBO_TIERS = (276.0, 257.0, 255.5)
+ELBO_TESTS = ("test_elbo_tier_1", "test_elbo_tier_2", "test_elbo_tier_3")
+SHOWN = 8  # reconstructions, one row
+SHOWN_SAMPLES = 32
+REPORT_SEED = 7  # the noise of the report's images: the same for every student
 
 
 def probe_interface(ns):
@@ -88,6 +98,20 @@ def probe_elbo_outputs(ns, x, seed):
             mus.append(mu)
             logvars.append(logvar)
     return torch.cat(recons), torch.cat(mus), torch.cat(logvars)
+
+
+def probe_decode(ns, z):
+    model = ns.load_model("VAE", "vae_model.pt", ns["latent_dim"])
+    with torch.no_grad():
+        return model.decode(z)
+
+
+def probe_reconstruct(ns, x, seed):
+    model = ns.load_model("VAE", "vae_model.pt", ns["latent_dim"])
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        return model.decode(mu + torch.randn(mu.shape, generator=g) * torch.exp(0.5 * logvar))
 
 
 @public
@@ -150,7 +174,7 @@ def test_reparametrize_differentiable(student):
 _elbo_cache: dict = {}
 
 
-def _negative_elbo(student, private_split) -> float:
+def _negative_elbo(student, private_split, report) -> float:
     if "value" not in _elbo_cache:
         x = private_split.x
         try:
@@ -160,31 +184,79 @@ def _negative_elbo(student, private_split) -> float:
             _elbo_cache["value"] = metrics.negative_elbo(recon, x, mu, logvar)
         except Exception as exc:  # noqa: BLE001 - re-raised for each tier with its message
             _elbo_cache["value"] = exc
+        else:  # for the report only: neither call can raise
+            value = _elbo_cache["value"]
+            report.measure("negative ELBO", lambda: _record(report, value))
+            report.after_tests("VAE reconstructions", lambda: _record_recon(report, student))
+            report.after_tests("VAE samples", lambda: _record_samples(report, student, mu))
     if isinstance(_elbo_cache["value"], Exception):
         raise _elbo_cache["value"]
     return _elbo_cache["value"]
 
 
-def _tier(student, private_split, limit: float, label: str) -> None:
-    value = _negative_elbo(student, private_split)
+def _record(report, value: float) -> None:
+    """The report's tier table."""
+    module = __name__.rsplit(".", 1)[-1]  # results.json names tests module::function
+    rows = [
+        (f"tier {i + 1}", t, f"{module}::{name}")
+        for i, (t, name) in enumerate(zip(ELBO_TIERS, ELBO_TESTS, strict=True))
+    ]
+    title = "Negative ELBO (10,000 private test images, nats per image: lower is better)"
+    report.tiers("elbo", title, value, rows, higher_is_better=False, fmt=".2f", unit=" nats")
+
+
+def _images(x, n: int, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.numel() != n * 784:
+        raise ValueError(f"{what} did not return {n} images of 28 x 28")  # noted in the report
+    return x.reshape(n, 28, 28)
+
+
+def _record_recon(report, student) -> None:
+    """The first public test images (top row) and their reconstructions (bottom row)."""
+    x = data.load_fashion_mnist(smoke=False).test.x[:SHOWN]
+    recon = student.run(probe_reconstruct, x=x, seed=REPORT_SEED)
+    report.images(
+        "reconstructions",
+        "Reconstructions: public test images (top) and your VAE's reconstructions (bottom)",
+        torch.cat([x[:, 0], _images(recon, SHOWN, "decode")]),
+        columns=SHOWN,
+        note="One z drawn per image from the encoder's posterior, as for the ELBO.",
+    )
+
+
+def _record_samples(report, student, mu: torch.Tensor) -> None:
+    """Decoded samples from the prior N(0, I), for noise drawn here with a fixed seed."""
+    g = torch.Generator().manual_seed(REPORT_SEED)
+    z = torch.randn(SHOWN_SAMPLES, mu.shape[1], generator=g)
+    samples = student.run(probe_decode, z=z)
+    report.images(
+        "vae samples",
+        f"{SHOWN_SAMPLES} samples: decode(z) for z drawn from N(0, I)",
+        _images(samples, SHOWN_SAMPLES, "decode"),
+        columns=8,
+    )
+
+
+def _tier(student, private_split, report, limit: float, label: str) -> None:
+    value = _negative_elbo(student, private_split, report)
     assert value <= limit, (
         f"test negative ELBO {value:.2f} nats per image; {label} needs <= {limit}"
     )
 
 
 @points(4)
-def test_elbo_tier_1(student, private_split):
+def test_elbo_tier_1(student, private_split, report):
     """Test negative ELBO clearly below an undertrained VAE's."""
-    _tier(student, private_split, ELBO_TIERS[0], "tier 1")
+    _tier(student, private_split, report, ELBO_TIERS[0], "tier 1")
 
 
 @points(4)
-def test_elbo_tier_2(student, private_split):
+def test_elbo_tier_2(student, private_split, report):
     """Test negative ELBO at the level of pytorch/examples' MLP VAE trained as long."""
-    _tier(student, private_split, ELBO_TIERS[1], "tier 2")
+    _tier(student, private_split, report, ELBO_TIERS[1], "tier 2")
 
 
 @points(4)
-def test_elbo_tier_3(student, private_split):
+def test_elbo_tier_3(student, private_split, report):
     """Test negative ELBO at the reference VAE's level."""
-    _tier(student, private_split, ELBO_TIERS[2], "tier 3")
+    _tier(student, private_split, report, ELBO_TIERS[2], "tier 3")

@@ -12,8 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from graded_fixtures import cells, failed, grade, with_change
+from report_pages import check_pages
 
 from dlcourse import course, weights
+from dlcourse.grading import measurements, report
 
 SOURCE = course.ROOT / "source" / "cw1" / "cw1.ipynb"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -116,3 +118,23 @@ def test_wrong_architecture_loses_every_model_mark(graded):
 @pytest.mark.parametrize("name", ["below_baseline", "baseline_unchanged"])
 def test_model_not_above_baseline_loses_the_tier_marks_only(graded, name):
     assert failed(graded[name]) == TIER_TESTS
+
+
+@pytest.mark.slow
+def test_reports_show_the_graders_own_measurements(graded):
+    out = Path(graded["instructor"].submission).parent / "grades"
+    doc = measurements.load(out / "below_baseline" / measurements.FILE)
+    assert [i["key"] for i in doc["items"]] == ["accuracy", "confusion", "mistakes"]
+    assert doc["items"][0]["value"] == pytest.approx(0.6583, abs=0.001)  # as calibrated
+    assert int(doc["items"][1]["matrix"].sum()) == 10_000 and not doc["notes"]
+    assert not (out / "wrong_architecture" / measurements.FILE).exists()  # nothing measured
+    html = (out / "below_baseline" / report.REPORT).read_text()
+    assert "below every tier" in html and html.count('src="data:image/png;base64,') == 1 + 16
+
+
+@pytest.mark.slow
+def test_report_pages_render_in_chromium(graded):
+    out = Path(graded["instructor"].submission).parent / "grades"
+    pages = [out / "below_baseline" / report.REPORT, out / report.COHORT]
+    seen = check_pages(pages, out.parent / "screenshots")
+    assert seen[pages[0]]["images"] == 17

@@ -12,8 +12,10 @@ import nbformat
 import pytest
 import torch
 from graded_fixtures import failed, grade, with_change
+from report_pages import check_pages
 
 from dlcourse import course, weights
+from dlcourse.grading import measurements, report
 
 SOURCE = course.ROOT / "source" / "cw2" / "cw2.ipynb"
 WEIGHT_FILES = ("vae_model.pt", "gan_generator.pt", "gan_discriminator.pt")
@@ -106,3 +108,26 @@ def test_instructor_passes_every_hidden_test(graded):
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_fault_loses_exactly_its_marks(graded, fault):
     assert failed(graded[fault]) == FAULTS[fault][4]
+
+
+@pytest.mark.slow
+def test_reports_show_the_graders_own_measurements(graded):
+    out = Path(graded["instructor"].submission).parent / "grades"
+    doc = measurements.load(out / "instructor" / measurements.FILE)
+    items = {i["key"]: i for i in doc["items"]}
+    assert list(items) == ["fid", "kid", "coverage", "class shares", "gan samples", "elbo",
+                           "reconstructions", "vae samples"] and not doc["notes"]  # fmt: skip
+    assert items["fid"]["value"] == pytest.approx(24.455, abs=0.01)  # as calibrated
+    assert items["elbo"]["value"] == pytest.approx(254.18, abs=0.01)
+    collapsed = measurements.load(out / "collapsed_generator" / measurements.FILE)["items"]
+    assert next(i for i in collapsed if i["key"] == "coverage")["value"] == 7
+    html = (out / "instructor" / report.REPORT).read_text()
+    assert html.count('src="data:image/png;base64,') == 1 + 64 + 16 + 32
+
+
+@pytest.mark.slow
+def test_report_pages_render_in_chromium(graded):
+    out = Path(graded["instructor"].submission).parent / "grades"
+    pages = [out / "instructor" / report.REPORT, out / report.COHORT]
+    seen = check_pages(pages, out.parent / "screenshots")
+    assert seen[pages[0]]["images"] == 113

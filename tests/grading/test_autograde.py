@@ -6,6 +6,7 @@ and the HTML feedback shows no hidden test code.
 
 import csv
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
@@ -98,6 +99,10 @@ def test_feedback_without_hidden_test_code(course):
         assert secret not in html  # ... but no hidden test, in the notebook or the isolated ones
     summary = (root / "feedback" / "good" / "toy" / "isolated_tests.txt").read_text()
     assert summary.startswith("toy - good: 7/7 (complete - FLAGGED)")
+    page = (root / "feedback" / "good" / "toy" / "report.html").read_text()
+    assert "toy: feedback for good" in page and "<strong>7 / 7</strong>" in page
+    for secret in ("SECRET-ADD-CHECK", "TEACHER", "probe_logits", "def test_"):
+        assert secret not in page
 
 
 def test_gradebook_csv_exported(course):
@@ -130,3 +135,20 @@ def _spec():
     from dlcourse.grading import spec
 
     return spec.load("toy", FIXTURES / "toy_tests")
+
+
+def test_nbgrader_runs_again_when_the_isolated_results_are_newer(tmp_path):
+    """A re-graded submission or a newly found flag rewrites results.json: nbgrader must then
+    merge it into the gradebook again rather than keep the old grades."""
+    ctx = autograde.Course(tmp_path, "toy", _spec(), "source", "sqlite://", "dl-course")
+    notebook = tmp_path / "autograded" / "alice" / "toy" / "toy.ipynb"
+    isolated = tmp_path / "grades" / "toy" / "alice" / "results.json"
+    assert not autograde.is_current(ctx, "alice")  # never autograded
+    for path in (notebook, isolated):
+        path.parent.mkdir(parents=True)
+        path.write_text("{}")
+    os.utime(isolated, (1000, 1000))
+    os.utime(notebook, (2000, 2000))
+    assert autograde.is_current(ctx, "alice")
+    os.utime(isolated, (3000, 3000))
+    assert not autograde.is_current(ctx, "alice")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dlcourse.cli import main
-from dlcourse.grading import runner, sandbox
+from dlcourse.grading import runner, sandbox, submission
 from dlcourse.grading.results import GradingResults
 from dlcourse.weights import WEIGHTS_DIR
 
@@ -115,3 +115,13 @@ def test_no_sandbox_means_no_grading(monkeypatch, tmp_path, toy_spec, capsys):
     assert graded.sandboxed is False and "NOT SANDBOXED" in "\n".join(graded.all_notes)
     row = next(csv.DictReader((tmp_path / "marks.csv").open()))
     assert row["sandboxed"] == "NOT SANDBOXED" and "NOT SANDBOXED" in row["status"]
+
+
+def test_a_link_added_after_grading_changes_the_fingerprint(tmp_path):
+    """Cached results are reused only for the very same folder: a link added later must make
+    the submission be graded (and refused) again, not keep its earlier marks."""
+    (tmp_path / "toy.ipynb").write_text("{}")
+    before = submission.fingerprint(tmp_path)
+    assert submission.fingerprint(tmp_path) == before
+    (tmp_path / "toy.pt").symlink_to(tmp_path / "elsewhere.pt")  # dangling: never followed
+    assert submission.fingerprint(tmp_path) != before

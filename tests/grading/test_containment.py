@@ -146,10 +146,10 @@ def test_load_warning_names_the_statement(graded):
 
 
 def test_resumable(graded, toy_spec, tmp_path):
-    """An already graded submission is skipped (its results.json is not rewritten)."""
+    """An already graded submission is skipped (its results.json is not rewritten). The
+    others graded beside it stay in the output folder, so its shared-weights flags still hold."""
     _, out, _, _ = graded
-    (tmp_path / "good").mkdir()
-    shutil.copy(out / "good" / "results.json", tmp_path / "good" / "results.json")
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
     mtime = (tmp_path / "good" / "results.json").stat().st_mtime_ns
     cohort = runner.grade_many([SUBMISSIONS / "good"], toy_spec, tmp_path, progress=False)
     assert (tmp_path / "good" / "results.json").stat().st_mtime_ns == mtime

@@ -19,6 +19,7 @@ from dlcourse import data, metrics, notebook, weights
 from dlcourse.grading import heldout, runner, spec
 
 MEMORISER = Path(__file__).resolve().parents[1] / "fixtures/grading/submissions/memoriser"
+POSITION_COUNTER = MEMORISER.parent / "position_counter"
 ACCURACY_TESTS = {
     "test_mlp::test_accuracy_above_80", "test_mlp::test_accuracy_above_83",
     "test_mlp::test_accuracy_above_86",
@@ -98,3 +99,38 @@ def test_memoriser_is_perfect_on_public_images_and_earns_no_accuracy_marks(tmp_p
         assert scores[name][0] == 0, (name, graded)
     outputs = " ".join(t.output for t in graded.tests if t.name in ACCURACY_TESTS)
     assert "test accuracy 0.100" in outputs  # no image found: every answer is class 0
+
+
+def test_sending_order_is_a_fixed_permutation_that_the_grader_undoes():
+    order = heldout.sending_order()
+    assert torch.equal(order.sort().values, torch.arange(heldout.TEST_IMAGES))
+    assert torch.equal(order, heldout.sending_order())  # the same for every grading
+    assert (order == torch.arange(len(order))).float().mean() < 0.01
+    logits = torch.randn(heldout.TEST_IMAGES, 10)
+    assert torch.equal(heldout.restore_order(logits[order], order), logits)
+    assert heldout.restore_order("not a tensor", order) == "not a tensor"  # for the shape check
+
+
+@pytest.mark.slow
+def test_answering_by_position_earns_no_accuracy_marks(tmp_path, public):
+    """Labels stored in the weights (exactly the MLP's 203,530 numbers) and handed out by how
+    many images came before: perfect on the images in their published order, chance on the
+    order the grader sends them in."""
+    sub = tmp_path / "position_counter"
+    sub.mkdir()
+    shutil.copy(POSITION_COUNTER / "pytorch_intro_1.ipynb", sub)
+    state = weights.load_state_dict("intro1_mlp.pt")
+    state["net.1.weight"].view(-1)[:10000] = public.y.float()
+    torch.save(state, sub / "intro1_mlp.pt")
+    ns = notebook.load_trusted(sub / "pytorch_intro_1.ipynb")  # our own fixture: trusted
+    model = ns["MLP"](hidden=256)
+    model.load_state_dict(torch.load(sub / "intro1_mlp.pt", weights_only=True), strict=True)
+    with torch.no_grad():
+        in_order = torch.cat([model(xb) for xb in public.x.split(1000)])
+    assert metrics.accuracy(in_order, public.y) == 1.0
+
+    graded = runner.grade_submission(sub, spec.load("pytorch_intro_1"), tmp_path / "out")
+    scores = {t.name: (t.score, t.max_score) for t in graded.tests}
+    assert scores["test_mlp::test_parameter_count"] == (1, 1), graded  # within the size rule
+    for name in ACCURACY_TESTS:
+        assert scores[name][0] == 0, (name, graded)

@@ -42,11 +42,8 @@ def test_literals_arithmetic_text_and_tuples(tmp_path):
 @pytest.mark.parametrize("value", ["x", "2 ** 10", "10 ** 10 ** 10", "1 / 0", "[n for n in (1,)]"])
 def test_anything_but_a_literal_is_refused_unevaluated(tmp_path, value):
     path = write(tmp_path, f"x = 3\nQ1 = {value}")
-    try:
-        found, _ = notebook.literal_of(path, "Q1")
-    except notebook.NotLiteral:
-        return
-    assert not found, "a non-constant assignment is not even taken from the notebook"
+    with pytest.raises(notebook.NotLiteral, match="is not a number, text or tuple|divides by 0"):
+        notebook.literal_of(path, "Q1")
 
 
 def test_no_student_code_runs_to_read_an_answer(tmp_path):
@@ -57,7 +54,7 @@ def test_no_student_code_runs_to_read_an_answer(tmp_path):
         f"def f():\n    open({str(marker)!r}, 'w')\nQ2 = f()",
     )
     quiz.expect(s, "Q1", 28)
-    with pytest.raises(AssertionError, match="Q2 is not answered"):
+    with pytest.raises(AssertionError, match=r"Q2 = ...: `f\(\)` is not a number.*write the value"):
         quiz.expect(s, "Q2", 1)
     assert not marker.exists()
 

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from dlcourse.grading import results
 from dlcourse.grading.results import GradingResults, TestResult
@@ -301,3 +302,51 @@ def test_write_and_read(tmp_path):
     summary = (tmp_path / "alice" / "summary.txt").read_text()
     assert summary == graded.summary("toy - alice")
     assert sorted(p.name for p in (tmp_path / "alice").iterdir()) == ["results.json", "summary.txt"]
+
+
+def test_shared_weight_flags_follow_the_cohort_of_each_run(tmp_path):
+    from dlcourse.grading import runner, spec
+
+    toy = spec.load("toy", Path(__file__).resolve().parents[1] / "fixtures/grading/toy_tests")
+    reference = "toy.pt is identical to the course's reference file weights/toy.pt"
+
+    def cohort(*sids):
+        made = {sid: _graded(weights_sha256={"toy.pt": "a" * 64}) for sid in sids}
+        made["alice"].replace_flags([reference])
+        return made
+
+    first = cohort("alice", "bob")
+    runner.finish_cohort(first, toy, tmp_path)
+    second = cohort("alice", "bob", "carol")
+    second["alice"].flags = first["alice"].flags  # as read back from the earlier run
+    runner.finish_cohort(second, toy, tmp_path)
+    assert second["alice"].flags == [
+        reference,
+        "toy.pt is identical to the weights submitted by bob, carol",
+    ]
+    assert _on_disk(second["alice"])["extra_data"]["flags"] == second["alice"].flags
+
+
+def test_grading_late_submissions_keeps_the_sharing_with_the_rest(tmp_path):
+    """A run over a few submissions flags sharing with those graded earlier into the same
+    folder, on both sides; a resubmission with other weights clears it on both sides."""
+    from dlcourse.grading import runner, spec
+
+    toy = spec.load("toy", Path(__file__).resolve().parents[1] / "fixtures/grading/toy_tests")
+
+    def run(sid: str, sha: str) -> GradingResults:  # what grade_many does for one submission
+        graded = _graded(weights_sha256={"toy.pt": sha})
+        graded.write(tmp_path / sid, f"toy - {sid}")
+        runner.finish_cohort({sid: graded}, toy, tmp_path)
+        return graded
+
+    def on_disk(sid: str) -> list[str]:
+        return GradingResults.read(tmp_path / sid / "results.json").flags
+
+    run("alice", "a" * 64)
+    assert on_disk("alice") == []
+    bob = run("bob", "a" * 64)
+    assert bob.flags == on_disk("bob") == ["toy.pt is identical to the weights submitted by alice"]
+    assert on_disk("alice") == ["toy.pt is identical to the weights submitted by bob"]
+    run("bob", "b" * 64)
+    assert on_disk("alice") == on_disk("bob") == []
