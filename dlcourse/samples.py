@@ -51,9 +51,30 @@ def karate_club() -> tuple[torch.Tensor, torch.Tensor]:
     return adj, labels
 
 
-def english_text() -> str:
+def english_text(prose: bool = False) -> str:
     """About 465,000 characters of English prose: the Python Language Reference's topics, as
-    CPython ships them for `help()` (every Python install has them)."""
+    CPython ships them for `help()` (every Python install has them).
+
+    `prose=True` keeps only the running text, about 250,000 characters: paragraphs that start
+    at the margin (sentences, bulleted items, headings and footnotes), each joined into one
+    line, without the indented code examples and grammar rules, the tables, and the lines of
+    `===` or `***` that underline headings. A tokeniser or language model trained on it learns
+    English words rather than runs of spaces and punctuation. The text comes with the Python
+    that runs it, so its length differs a little between versions (prose: 222,055 characters on
+    Python 3.10, 248,913 on 3.11, 259,077 on 3.12, 262,063 on 3.13).
+    """
+    import re
     from pydoc_data.topics import topics
 
-    return "\n\n".join(topics[k].strip() for k in sorted(topics))
+    text = "\n\n".join(topics[k].strip() for k in sorted(topics))
+    if not prose:
+        return text
+    paragraphs = []
+    for para in re.split(r"\n\s*\n", text):
+        if para[:1] in (" ", "|", "+"):  # code, grammar rules, tables
+            continue
+        lines = [line.strip() for line in para.split("\n")]
+        lines = [line for line in lines if not re.fullmatch(r"([=*\-~^])\1{2,}", line)]
+        if lines:
+            paragraphs.append(" ".join(lines))
+    return "\n\n".join(paragraphs)
