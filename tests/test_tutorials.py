@@ -9,8 +9,9 @@ once here, not three times:
 
 - the instructor's notebook raises nothing but the isolated cells' marker and writes nothing to
   stderr;
-- in the blank release every failure says why (a blank exercise's NotImplementedError, or a
-  self-check's `FAIL ...` line), never a bare exception.
+- in the blank release every failure comes from a blank exercise and says why (its
+  NotImplementedError, a NameError for what it would have defined, or a self-check's `FAIL ...`
+  line), never a bare or unrelated exception (a KeyError in a later cell, say).
 """
 
 import os
@@ -26,6 +27,7 @@ from dlcourse import course
 
 TUTORIALS = [a for a in course.assignments() if a.tree == "tutorials"]
 ISOLATED_MARKER = "IsolatedCellNotRun"
+BLANK_EXERCISE_ERRORS = ("NotImplementedError", "NameError", "AssertionError", ISOLATED_MARKER)
 
 
 def nbgrader(root, *args):
@@ -98,5 +100,11 @@ def test_instructor_gets_every_point_and_blank_release_none(a, tmp_path):
         if not e.evalue.strip() and e.ename != "NotImplementedError"
     ]
     assert not silent, "\n".join(silent)
+    unrelated = [
+        f"cell {i}: {e.ename}: {e.evalue}"
+        for i, e in errors(ran["blank"])
+        if e.ename not in BLANK_EXERCISE_ERRORS
+    ]
+    assert not unrelated, "the blank release fails for another reason:\n" + "\n".join(unrelated)
     failed_checks = [e.evalue for _, e in errors(ran["blank"]) if e.ename == "AssertionError"]
     assert all(v.startswith("FAIL ") for v in failed_checks), failed_checks

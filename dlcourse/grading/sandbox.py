@@ -10,7 +10,9 @@ asked for without a sandbox (`--unsandboxed`) still runs in a separate, limited 
 `import torch` on the CUDA build maps about 3.2 GB of address space before touching any
 memory, so RLIMIT_AS alone cannot enforce a memory limit near that size: the address-space
 limit is set with headroom as a backstop, and the real limit is the grader watching the
-resident memory of the worker's process tree.
+memory the worker's process tree allocated (resident anonymous and shared memory). Pages of
+mapped files (torch's libraries) are left out: how many of them are resident depends on the
+machine's page cache, not on the student (the same import measured 230 MB of them here).
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        if p in found:  # listed twice while it was being reparented: count it once
+            continue
         found.append(p)
         try:
             tids = os.listdir(f"/proc/{p}/task")
@@ -93,18 +97,21 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _resident_bytes(pid: int) -> int:
-    """Resident memory of one process (0 once it is gone): /proc/<pid>/statm, as psutil reads
-    it, without psutil's per-process set-up, 20 times a second per process."""
+def _allocated_bytes(pid: int) -> int:
+    """Memory one process allocated and holds (0 once it is gone): RssAnon + RssShmem of
+    /proc/<pid>/status, 20 times a second per process without psutil's per-process set-up."""
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * PAGE_BYTES
-    except (OSError, IndexError, ValueError):
-        pass
-    try:  # no /proc here (an unsandboxed worker on another system)
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        status = b""
+    if b"RssAnon:" in status:
+        total = 0
+        for line in status.splitlines():
+            if line.startswith((b"RssAnon:", b"RssShmem:")):
+                total += int(line.split()[1]) * 1024
+        return total
+    try:  # no /proc here (an unsandboxed worker on another system): all resident memory
         return psutil.Process(pid).memory_info().rss
     except psutil.Error:
         return 0
@@ -425,9 +432,9 @@ class Worker:
         return reply
 
     def _tree(self) -> tuple[int, float]:
-        """Number of processes in the worker's tree and their resident memory in MB."""
+        """Number of processes in the worker's tree and the memory they allocated, in MB."""
         pids = _descendants(self.proc.pid)
-        return len(pids), sum(_resident_bytes(pid) for pid in pids) / 2**20
+        return len(pids), sum(_allocated_bytes(pid) for pid in pids) / 2**20
 
     def _death_cause(self) -> str:
         try:

@@ -25,7 +25,7 @@ class Limits:
 
     wall_s: float = 900.0  # all calls of one submission together (a safety stop)
     call_s: float = 120.0  # one probe call (also the notebook load)
-    memory_mb: int = 6144  # resident memory of the worker's process tree
+    memory_mb: int = 6144  # memory the worker's process tree allocated (sandbox.py)
     file_mb: int = 64  # largest file the worker may write (its log included)
 
 
