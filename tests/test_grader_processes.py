@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from dlcourse.grading import grader_process, runner
-from dlcourse.grading.sandbox import _descendants, _resident_bytes
+from dlcourse.grading.sandbox import _allocated_bytes, _descendants
 
 TESTS = """
 import os, sys
@@ -85,12 +85,42 @@ def test_process_tree_is_what_psutil_finds():
         root = psutil.Process(proc.pid)
         expected = sorted([proc.pid, *(p.pid for p in root.children(recursive=True))])
         assert sorted(_descendants(proc.pid)) == expected and len(expected) >= 5
-        for pid in expected:
-            assert _resident_bytes(pid) == psutil.Process(pid).memory_info().rss
+        for pid in expected:  # sleeping processes: anonymous pages, no shared memory
+            mem = psutil.Process(pid).memory_info()
+            assert 0 < _allocated_bytes(pid) == mem.rss - mem.shared
     finally:
         os.killpg(proc.pid, 9)
         proc.wait()
-    assert _resident_bytes(proc.pid) == 0
+    assert _allocated_bytes(proc.pid) == 0
+
+
+def test_memory_counts_allocations_not_mapped_files(tmp_path):
+    """What a student allocates counts towards the limit; pages of a file it maps (torch's
+    libraries, whose residency depends on the page cache) do not."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(2**20) * 200)
+    code = (
+        "import mmap, sys, time\n"
+        "f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+        "sum(m[i] for i in range(0, len(m), 4096))  # every page of the file resident\n"
+        "print('mapped', flush=True); sys.stdin.readline()\n"
+        "held = bytearray(150 * 2**20)\n"
+        "for i in range(0, len(held), 4096): held[i] = 1\n"
+        "print('allocated', flush=True); sys.stdin.readline()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(big)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "mapped"
+        rss, mapped = psutil.Process(proc.pid).memory_info().rss, _allocated_bytes(proc.pid)
+        assert rss - mapped > 190 * 2**20 and mapped < 100 * 2**20  # the file's pages left out
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "allocated"
+        assert _allocated_bytes(proc.pid) - mapped > 145 * 2**20
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_nbformat_comes_without_the_iri_checker_which_stays_importable():
