@@ -116,6 +116,7 @@ def main(root: Path) -> int:
     print(autograde.table(reports))
     print()
     print(f"marks: {root}/grades/{ASSIGNMENT}/marks_with_notebook.csv (and gradebook.csv)")
-    print(f"feedback: {root}/feedback/<student>/{ASSIGNMENT}/ (HTML + isolated_tests.txt)")
+    feedback = f"{root}/feedback/<student>/{ASSIGNMENT}/"
+    print(f"feedback: {feedback} (report.html, nbgrader's HTML, isolated_tests.txt)")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return 0
