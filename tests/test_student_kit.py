@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from blank_exercises import unexplained_errors
 from nbclient import NotebookClient
 
 from dlcourse import cli, course, kit, weights
@@ -72,20 +73,6 @@ def kit_env(built, tmp_path_factory) -> dict[str, str]:
 # blank exercise never got to define, and a self-check's AssertionError on a blank answer. Anything
 # else (ModuleNotFoundError, ImportError, FileNotFoundError for data or weights, AttributeError of
 # a dlcourse function the kit lacks, ...) means the kit is broken.
-BLANK_EXERCISE_ERRORS = ("NotImplementedError", "NameError", "AssertionError")
-
-
-def _errors_not_from_blank_exercises(nb) -> list[str]:
-    """Cell errors that a blank exercise cannot explain."""
-    return [
-        f"{out.ename}: {out.evalue}"
-        for cell in nb.cells
-        if cell.cell_type == "code"
-        for out in cell.outputs
-        if out.output_type == "error" and out.ename not in BLANK_EXERCISE_ERRORS
-    ]
-
-
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
@@ -292,7 +279,7 @@ def test_release_notebook_runs_from_the_kit(built, kit_env, rel, monkeypatch):
         allow_errors=True,
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()
-    unexpected = _errors_not_from_blank_exercises(nb)
+    unexpected = unexplained_errors(nb)
     assert not unexpected, f"{rel} fails from the kit for another reason than a blank exercise"
     probe = next(
         o.text
