@@ -11,13 +11,14 @@ Only torch and numpy are imported, so the module also works in a bare Colab runt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["close", "equal", "grad", "in_range", "shape", "true"]
+__all__ = ["after_exercise", "answer", "close", "equal", "grad", "in_range", "shape", "true"]
 
 _MAX_SHOWN = 8  # tensors with more elements are summarised by their largest difference
 
@@ -180,3 +181,42 @@ def grad(
     for label, g, w in zip(names, got, want, strict=True):
         close(f"{name}: gradient w.r.t. {label} vs {how}", g, w, atol=atol, rtol=rtol)
     return True
+
+
+_FORMS: dict[str, Callable[[Any], bool]] = {
+    "whole number": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "letter": lambda v: isinstance(v, str) and len(v.strip()) == 1 and v.strip().isalpha(),
+}
+_COUNTS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def answer(namespace: Mapping[str, Any], name: str, form: str, count: int = 0) -> bool:
+    """The form of a quiz answer (`form` is "whole number", "number" or "letter"; `count`
+    asks for a tuple of that many), never its value: the grader reads the answer from the
+    notebook's source. An answer not given yet is a FAIL line that says what to write, not a
+    bare NameError."""
+    what = f"a {form}" if not count else f"a tuple of {_COUNTS.get(count, count)} {form}s"
+    if name not in namespace:
+        return _report(f"{name} not answered", False, "no answer yet", f"{name} = <{what}>")
+    value, ok = namespace[name], _FORMS[form]
+    if count:
+        good = isinstance(value, tuple) and len(value) == count and all(map(ok, value))
+    else:
+        good = ok(value)
+    return _report(f"{name} is {what}", good, repr(value), what)
+
+
+@contextlib.contextmanager
+def after_exercise(exercise: int | str) -> Iterator[None]:
+    """Run a demonstration that uses exercise `exercise`'s code, or say in one line to finish it.
+
+    A cell that calls an unfinished exercise would otherwise show a traceback (a
+    NotImplementedError, or a NameError for what the exercise defines) that is not about
+    the cell itself. Any other error is the demonstration's own and shows as usual.
+    """
+    try:
+        yield
+    except (NotImplementedError, NameError) as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        print(f"Finish exercise {exercise} first: this cell uses it ({detail}).", flush=True)

@@ -87,4 +87,36 @@ def test_imports_only_torch_and_numpy():
         if isinstance(n, ast.Import | ast.ImportFrom)
         for a in n.names
     }
-    assert modules <= {"__future__", "collections", "typing", "numpy", "torch"}
+    assert modules <= {"__future__", "collections", "contextlib", "typing", "numpy", "torch"}
+
+
+def test_answer_checks_the_form_and_names_an_unanswered_question(capsys):
+    assert check.answer({"Q1": 32}, "Q1", "whole number")
+    assert check.answer({"Q4": (1, 2, 3, 4)}, "Q4", "whole number", count=4)
+    assert check.answer({"Q6": " B "}, "Q6", "letter")
+    assert check.answer({"Q5": (1, 0.5, 2)}, "Q5", "number", count=3)
+    with pytest.raises(AssertionError, match=r"FAIL Q7 not answered: .* expected Q7 = <a number>"):
+        check.answer({}, "Q7", "number")
+    with pytest.raises(AssertionError, match=r"Q2 is a whole number: measured 2.5"):
+        check.answer({"Q2": 2.5}, "Q2", "whole number")
+    with pytest.raises(AssertionError, match=r"tuple of three whole numbers"):
+        check.answer({"Q3": (1, 2)}, "Q3", "whole number", count=3)
+    with pytest.raises(AssertionError):
+        check.answer({"Q9": True}, "Q9", "number")
+
+
+def test_after_exercise_names_the_unfinished_exercise_and_keeps_other_errors(capsys):
+    def blank():
+        raise NotImplementedError()
+
+    with check.after_exercise(3):
+        blank()
+        raise AssertionError("never reached")
+    assert capsys.readouterr().out.strip() == (
+        "Finish exercise 3 first: this cell uses it (NotImplementedError)."
+    )
+    with check.after_exercise(4):
+        undefined_name  # noqa: B018, F821 - what a skipped exercise cell leaves behind
+    assert "Finish exercise 4 first" in capsys.readouterr().out
+    with pytest.raises(KeyError), check.after_exercise(5):
+        {}["missing"]
