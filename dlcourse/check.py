@@ -39,8 +39,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _report(name: str, ok: bool, measured: Any, expected: Any, tolerance: str = "") -> bool:
-    """Print the check's line; raise AssertionError with the same text when it failed."""
+def _report(name: str, ok: bool, measured: Any, expected: Any, tolerance: str = "") -> None:
+    """Print the check's line; raise AssertionError with the same text when it failed.
+
+    Checks return nothing: a check cell's last line would otherwise show a stray `True`, which
+    nbgrader also tries to read as the cell's score."""
     line = (
         f"{'PASS' if ok else 'FAIL'} {name}: measured {_fmt(measured)}, expected {_fmt(expected)}"
     )
@@ -49,21 +52,20 @@ def _report(name: str, ok: bool, measured: Any, expected: Any, tolerance: str = 
     print(line, flush=True)
     if not ok:
         raise AssertionError(line)
-    return True
 
 
-def true(name: str, condition: bool, measured: Any = None, expected: Any = True) -> bool:
+def true(name: str, condition: bool, measured: Any = None, expected: Any = True) -> None:
     """A yes/no property, reported with what was measured so a failure is never a bare assert."""
     return _report(name, bool(condition), condition if measured is None else measured, expected)
 
 
-def shape(name: str, got: torch.Tensor | Sequence[int], expected: Sequence[int]) -> bool:
+def shape(name: str, got: torch.Tensor | Sequence[int], expected: Sequence[int]) -> None:
     """A tensor's shape (or a shape) equals `expected`; shape bugs are the most common ones."""
     measured = tuple(got.shape) if hasattr(got, "shape") else tuple(got)
     return _report(f"{name} shape", measured == tuple(expected), measured, tuple(expected))
 
 
-def in_range(name: str, value: float, low: float | None = None, high: float | None = None) -> bool:
+def in_range(name: str, value: float, low: float | None = None, high: float | None = None) -> None:
     """`low <= value <= high` (either bound may be None): accuracies, losses, counts."""
     value = float(value)
     ok = (low is None or value >= low) and (high is None or value <= high)
@@ -72,7 +74,7 @@ def in_range(name: str, value: float, low: float | None = None, high: float | No
     return _report(name, ok, value, bounds[(low is None, high is None)])
 
 
-def close(name: str, got: Any, expected: Any, atol: float = 1e-5, rtol: float = 0.0) -> bool:
+def close(name: str, got: Any, expected: Any, atol: float = 1e-5, rtol: float = 0.0) -> None:
     """Numbers or tensors agree elementwise: |got - expected| <= atol + rtol * |expected|.
 
     Small tensors are printed whole; for larger ones the line names the largest difference and
@@ -97,7 +99,7 @@ def close(name: str, got: Any, expected: Any, atol: float = 1e-5, rtol: float = 
     return _report(name, ok, measured, f"{e[idx].item():.6g} there", tolerance)
 
 
-def equal(name: str, got: Any, expected: Any) -> bool:
+def equal(name: str, got: Any, expected: Any) -> None:
     """Exact equality of numbers or tensors (integer results, indices, bit-identical resumes)."""
     if isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor):
         if got.dtype != expected.dtype:
@@ -159,7 +161,7 @@ def grad(
     atol: float = 1e-7,
     rtol: float = 1e-5,
     seed: int = 0,
-) -> bool:
+) -> None:
     """Gradients of `fn` w.r.t. its inputs and the tensors in `wrt` (e.g. a layer's weights).
 
     With `reference` (e.g. the torch.nn layer, its own weights in `ref_wrt`) both are
@@ -180,7 +182,6 @@ def grad(
     )
     for label, g, w in zip(names, got, want, strict=True):
         close(f"{name}: gradient w.r.t. {label} vs {how}", g, w, atol=atol, rtol=rtol)
-    return True
 
 
 _FORMS: dict[str, Callable[[Any], bool]] = {
@@ -191,7 +192,7 @@ _FORMS: dict[str, Callable[[Any], bool]] = {
 _COUNTS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
-def answer(namespace: Mapping[str, Any], name: str, form: str, count: int = 0) -> bool:
+def answer(namespace: Mapping[str, Any], name: str, form: str, count: int = 0) -> None:
     """The form of a quiz answer (`form` is "whole number", "number" or "letter"; `count`
     asks for a tuple of that many), never its value: the grader reads the answer from the
     notebook's source. An answer not given yet is a FAIL line that says what to write, not a

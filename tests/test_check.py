@@ -10,7 +10,7 @@ from dlcourse import check
 
 
 def test_pass_prints_name_measured_expected_and_tolerance(capsys):
-    assert check.close("mean", 0.5 + 1e-7, 0.5, atol=1e-6)
+    assert check.close("mean", 0.5 + 1e-7, 0.5, atol=1e-6) is None  # no stray True in a cell
     line = capsys.readouterr().out.strip()
     assert line.startswith("PASS mean: measured 0.5") and "expected 0.5" in line
     assert "atol=1e-06" in line
@@ -91,10 +91,10 @@ def test_imports_only_torch_and_numpy():
 
 
 def test_answer_checks_the_form_and_names_an_unanswered_question(capsys):
-    assert check.answer({"Q1": 32}, "Q1", "whole number")
-    assert check.answer({"Q4": (1, 2, 3, 4)}, "Q4", "whole number", count=4)
-    assert check.answer({"Q6": " B "}, "Q6", "letter")
-    assert check.answer({"Q5": (1, 0.5, 2)}, "Q5", "number", count=3)
+    check.answer({"Q1": 32}, "Q1", "whole number")
+    check.answer({"Q4": (1, 2, 3, 4)}, "Q4", "whole number", count=4)
+    check.answer({"Q6": " B "}, "Q6", "letter")
+    check.answer({"Q5": (1, 0.5, 2)}, "Q5", "number", count=3)
     with pytest.raises(AssertionError, match=r"FAIL Q7 not answered: .* expected Q7 = <a number>"):
         check.answer({}, "Q7", "number")
     with pytest.raises(AssertionError, match=r"Q2 is a whole number: measured 2.5"):
