@@ -7,7 +7,7 @@ isolated grader and write their points into the gradebook (dlcourse/grading/prep
 
 from pathlib import Path
 
-from dlcourse.grading import spec
+from dlcourse.grading import feedback, spec
 
 c = get_config()  # noqa: F821 - injected by traitlets when nbgrader loads this file
 
@@ -46,9 +46,18 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
+    f"{_DL}.SaveAutoGrades",
     f"{_DL}.IsolatedGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # SandboxedExecute is an Execute: the settings above apply to it as well.
+
+# Feedback shows no hidden test, and its pages quote students' markdown and outputs: sanitised,
+# no scripts, a strict CSP (dlcourse/grading/feedback.py).
+c.GenerateFeedback.preprocessors = feedback.FEEDBACK_PREPROCESSORS
+c.SanitizeHTML.enabled = True  # nbconvert's preprocessors are off unless enabled
+c.GenerateFeedback.exporter_class = "dlcourse.grading.feedback.SafeFeedbackExporter"
+# Exports leave a submission's total empty while any cell waits for a person (a written answer,
+# or a test cell the isolated grader could not mark): dlcourse/grading/export.py.
+c.ExportApp.plugin_class = "dlcourse.grading.export.CsvExport"

@@ -12,6 +12,7 @@ and how well a nearest-neighbour lookup against the public test set undoes the p
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -22,6 +23,8 @@ from dlcourse.grading import heldout
 from dlcourse.reference import cw1, cw2
 
 FIXTURES = course.ROOT / "tests" / "cw1" / "fixtures"
+sys.path.insert(0, str(course.ROOT / "tests"))
+from attack_fixtures import LOOKUP_MYRESNET, lookup_weights  # noqa: E402
 
 
 def row(name: str, public: float, private: float, fmt: str = "{:.4f}") -> None:
@@ -66,6 +69,37 @@ def cw1_models(public: data.Split, private: data.Split) -> None:
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     torch.set_num_threads(threads)
     print(f"  reference, 10,000 images on 1 thread: {cpu:.1f} CPU s ({wall:.1f} s wall)")
+
+
+def cw1_lookup(public: data.Split, seed: int | None) -> None:
+    """Accuracy on the private test images and on the training share, and the gap, for the
+    models the lookup rule must pass (trained ones) and the one it must catch (a lookup)."""
+    instructor = notebook.load_trusted(cw1.NOTEBOOK)
+    released = cw1.released_definitions(cw1.NOTEBOOK)
+    lookup: dict = {"F": F, "nn": torch.nn, "torch": torch}
+    exec(LOOKUP_MYRESNET, lookup)  # noqa: S102 - our own fixture
+    w = weights.WEIGHTS_DIR
+
+    def load(path):  # noqa: ANN001, ANN202
+        return torch.load(path, weights_only=True)
+
+    cases = [
+        ("reference, weights/cw1_model.pt", instructor, load(w / "cw1_model.pt")),
+        ("baseline, weights/cw1_baseline.pt", released, load(w / "cw1_baseline.pt")),
+        ("below-baseline fixture (40 steps)", released, load(FIXTURES / "cw1_below_baseline.pt")),
+        ("lookup of public test thumbnails", lookup, lookup_weights(public.x, public.y)),
+    ]
+    ev = heldout.evaluation_set(seed)
+    print("cw1 lookup rule                              test     train share   train - test")
+    for name, ns, sd in cases:
+        model = ns["MyResNet"]()
+        model.load_state_dict(sd)
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(xb) for xb in ev.x.split(500)])
+        test = (ev.test(logits).argmax(1) == ev.test(ev.y)).float().mean().item()
+        train = (ev.train(logits).argmax(1) == ev.train(ev.y)).float().mean().item()
+        print(f"  {name:42s} {test:.4f}   {train:.4f}       {train - test:+.4f}", flush=True)
 
 
 def cw2_models(ds: data.FashionMNIST, private: data.Split, train_baselines: bool) -> None:
@@ -158,11 +192,11 @@ def shifted_and_mirrored(public: data.Split, seed: int) -> data.Split:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=("intro1", "cw1", "cw2", "attack"), action="append")
+    p.add_argument("--only", choices=("intro1", "cw1", "lookup", "cw2", "attack"), action="append")
     p.add_argument("--seed", type=int, help="default: the staff seed")
     p.add_argument("--no-training", action="store_true", help="cw2: skip the retrained baselines")
     args = p.parse_args()
-    parts = args.only or ["intro1", "cw1", "cw2", "attack"]
+    parts = args.only or ["intro1", "cw1", "lookup", "cw2", "attack"]
     ds = data.load_fashion_mnist(smoke=False)
     private = heldout.private_test_split(args.seed)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
@@ -171,6 +205,8 @@ def main() -> int:
         intro1(ds.test, private, rejected)
     if "cw1" in parts:
         cw1_models(ds.test, private)
+    if "lookup" in parts:
+        cw1_lookup(ds.test, args.seed)
     if "cw2" in parts:
         cw2_models(ds, private, not args.no_training)
     if "attack" in parts:

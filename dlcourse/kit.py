@@ -62,8 +62,9 @@ KIT_OWN_MODULES = ("cli.py", "course.py")
 # autograding, the gradebook, reports, Slurm) is staff-only and needs staff-only packages.
 GRADING_ENGINE = (
     "__init__.py", "commands.py", "compare.py", "grader_process.py", "heldout.py",
-    "measurements.py", "plugin.py", "protocol.py", "quiz.py", "results.py", "runner.py",
-    "sandbox.py", "spec.py", "student.py", "submission.py", "worker.py",
+    "measurements.py", "plugin.py", "protocol.py", "provenance.py", "quiz.py", "results.py",
+    "runner.py", "sandbox.py", "spec.py", "student.py", "submission.py", "unavailable.py",
+    "worker.py",
 )  # fmt: skip
 # Functions of shipped modules whose (function-level) imports of staff-only modules never run in
 # the kit: the staff commands its CLI does not register, the cohort reports `validate` never
@@ -81,10 +82,7 @@ CI_FILES = (
 RELEASED_HASHES = "ci/released.sha256"  # sha256 of each release notebook: started or not
 
 # The only weight files that ship: instruments the notebooks use, not answers to any task.
-COURSE_WEIGHTS: dict[str, str] = {
-    "fmnist_classifier.pt": "CW2's feature space for FID, KID and class coverage "
-    "(dlcourse.classifier.load_classifier); students measure their samples with it",
-}
+COURSE_WEIGHTS: dict[str, str] = weights.SHIPPED
 
 # Instructor folders of the repository; none of them may appear in a kit.
 INSTRUCTOR_DIRS = (*course.SOURCE_TREES, "grader_tests")

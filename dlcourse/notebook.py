@@ -26,6 +26,10 @@ _CONSTANT_NODES = (
 MAX_LITERAL_CHARS = 10_000  # one string or bytes literal
 MAX_LITERAL_ITEMS = 1_000  # one list, tuple, set or dict display
 MAX_DEFINITIONS_CHARS = 500_000  # everything taken from one notebook
+# Code is parsed in the grader's own process: an 8 MB expression costs about 1.7 GB to parse, so
+# a notebook's code is measured before any of it is parsed (outputs do not count).
+MAX_CELL_CODE_CHARS = 100_000  # one code cell
+MAX_CODE_CHARS = 1_000_000  # all code cells together
 
 
 _BUILTINS = set(dir(builtins))
@@ -112,15 +116,35 @@ def read(path: str | Path) -> Any:
         raise NotebookError(msg) from exc
 
 
-def definitions(path: str | Path) -> tuple[str, list[str]]:
-    """Source of the notebook's definitions, plus one warning per code cell that does not parse."""
+def code_cells(path: str | Path) -> list[tuple[int, str]]:
+    """(index, source without magics) of the code cells outside nbgrader's test cells, or a
+    NotebookError naming the cell when there is more code than anyone writes by hand."""
     nb = read(path)
-    chunks, warnings = [], []
-    defined: set[str] = set()
+    found, total = [], 0
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or _is_test_cell(cell):
             continue
-        src = _without_magics(cell.source)
+        n = len(cell.source)
+        total += n
+        if n > MAX_CELL_CODE_CHARS or total > MAX_CODE_CHARS:
+            what = (
+                f"cell {i} holds {n:,} characters of code (at most {MAX_CELL_CODE_CHARS:,})"
+                if n > MAX_CELL_CODE_CHARS
+                else f"its code cells hold over {MAX_CODE_CHARS:,} characters (cell {i})"
+            )
+            raise NotebookError(
+                f"{Path(path).name}: {what}; the grader refuses code that large: load data from "
+                "a file instead of writing it into the notebook"
+            )
+        found.append((i, _without_magics(cell.source)))
+    return found
+
+
+def definitions(path: str | Path) -> tuple[str, list[str]]:
+    """Source of the notebook's definitions, plus one warning per code cell that does not parse."""
+    chunks, warnings = [], []
+    defined: set[str] = set()
+    for i, src in code_cells(path):
         try:
             tree = ast.parse(src)
         except SyntaxError as exc:
@@ -148,12 +172,16 @@ def definitions(path: str | Path) -> tuple[str, list[str]]:
 
 def source_of(path: str | Path, name: str) -> str | None:
     """The last definition of `name` in the notebook (as it stands after a top-to-bottom run)."""
-    src, _ = definitions(path)
+    return definition_in(definitions(path)[0], name)
+
+
+def definition_in(source: str, name: str) -> str | None:
+    """The last `def` or `class` called `name` in `source` (from `definitions`), or None."""
     found = None
-    for node in ast.parse(src).body:
+    for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
             if node.name == name:
-                found = ast.get_source_segment(src, node)
+                found = ast.get_source_segment(source, node)
     return found
 
 
@@ -194,34 +222,56 @@ def _literal(node: ast.expr) -> Any:
     raise NotLiteral(f"`{ast.unparse(node)[:80]}` is not a number, text or tuple of those")
 
 
-def literal_of(path: str | Path, name: str) -> tuple[bool, Any]:
-    """(found, value) of the notebook's last top-level `name = ...` outside nbgrader test cells.
-
-    Evaluated here from the syntax tree, never executed: a quiz answer is marked without
-    running any of the student's code. NotLiteral when the value is not a plain literal
-    (`Q1 = x`, `Q1 = f()`), so the student is told to write the value itself.
-    """
-    value = None
-    for cell in read(path).cells:
-        if cell.cell_type != "code" or _is_test_cell(cell):
-            continue
+def literals(path: str | Path) -> dict[str, ast.expr]:
+    """The expression last assigned to each top-level name outside nbgrader's test cells,
+    parsed once: `Q1 = 3`, `Q1: int = 3`, `Q1 = Q2 = 3` and `Q7, Q8 = 3, 4` all count."""
+    found: dict[str, ast.expr] = {}
+    for _, src in code_cells(path):
         try:
-            tree = ast.parse(_without_magics(cell.source))
+            tree = ast.parse(src)
         except SyntaxError:
             continue
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            targets += [node.target] if isinstance(node, ast.AnnAssign) and node.value else []
-            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-                value = node.value
-    if value is None:
+            if isinstance(node, ast.AnnAssign) and node.value is not None:
+                pairs = _pairs(node.target, node.value)
+            elif isinstance(node, ast.Assign):
+                pairs = [p for t in node.targets for p in _pairs(t, node.value)]
+            else:
+                continue
+            found.update(pairs)
+    return found
+
+
+def _pairs(target: ast.expr, value: ast.expr) -> list[tuple[str, ast.expr]]:
+    """(name, expression) for each name that `target = value` binds to a whole expression."""
+    if isinstance(target, ast.Name):
+        return [(target.id, value)]
+    if isinstance(target, ast.Tuple | ast.List) and isinstance(value, ast.Tuple | ast.List):
+        if len(target.elts) == len(value.elts) and not any(
+            isinstance(e, ast.Starred) for e in [*target.elts, *value.elts]
+        ):
+            return [p for t, v in zip(target.elts, value.elts, strict=True) for p in _pairs(t, v)]
+    return []
+
+
+def literal_value(node: ast.expr | None) -> tuple[bool, Any]:
+    """(found, value) of an expression from `literals`, evaluated from the syntax tree and
+    never executed. NotLiteral when it is not a plain literal (`Q1 = x`, `Q1 = f()`), so the
+    student is told to write the value itself."""
+    if node is None:
         return False, None
-    if too_large := _oversized_literal(value):
+    if too_large := _oversized_literal(node):
         raise NotLiteral(f"holds {too_large}")
     try:
-        return True, _literal(value)
+        return True, _literal(node)
     except RecursionError:
         raise NotLiteral("is nested too deeply") from None
+
+
+def literal_of(path: str | Path, name: str) -> tuple[bool, Any]:
+    """(found, value) of the notebook's last top-level `name = ...` outside nbgrader test cells
+    (a quiz answer, marked without running any of the student's code)."""
+    return literal_value(literals(path).get(name))
 
 
 def load_trusted(path: str | Path) -> dict[str, Any]:

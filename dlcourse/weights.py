@@ -17,6 +17,12 @@ import torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
+# The only weight files students get (in the student kit): instruments the notebooks use, not
+# answers to any task. Submitted as a student's own, they would earn marks for the course's work.
+SHIPPED: dict[str, str] = {
+    "fmnist_classifier.pt": "CW2's feature space for FID, KID and class coverage "
+    "(dlcourse.classifier.load_classifier); students measure their samples with it",
+}
 
 
 def sha256(path: Path) -> str:

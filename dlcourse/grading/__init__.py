@@ -1,13 +1,12 @@
 """Isolated grading: hidden pytest modules in grader_tests/<assignment>/ probe a student process.
 
-This module is imported by hidden tests (`points`, `public`, `grade_cell`), by notebooks
-(`isolated_cell`) and by the student worker, so it imports nothing heavy. See
+This module is imported by hidden tests (`points`, `public`, `grade_cell`, `MarkWithheld`), by
+notebooks (`isolated_cell`) and by the student worker, so it imports nothing heavy. See
 grader_tests/README.md.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,18 +42,17 @@ def public(fn: F) -> F:
     return fn
 
 
-class IsolatedCellNotRun(RuntimeError):
-    """Raised under nbgrader autograde: the cell's points come from `dlcourse autograde`."""
+class MarkWithheld(Exception):  # noqa: N818 - a verdict, not an error of the grader
+    """Raised by a hidden test whose mark a person must decide: the submission behaves like one
+    that scores without the work (the message says how). The test counts as not computed, so
+    its cell waits for manual grading; the test should also raise a staff flag."""
 
 
 def isolated_cell(grade_id: str) -> None:
     """Body of a notebook's hidden-test cell whose tests run in the isolated grader.
 
-    In a student's kernel it does nothing; under `nbgrader autograde` it fails, so the cell
-    scores 0 until `dlcourse autograde` writes the isolated result into the gradebook.
+    It does nothing, wherever it runs: the cell's score is written by the isolated grader
+    (preprocessors.IsolatedGrades), and nothing the student's kernel does (its environment,
+    its own copy of this function) can change that. The call names the cell for readers and
+    for the project's check that every test cell has hidden tests.
     """
-    if os.environ.get("NBGRADER_EXECUTION"):
-        raise IsolatedCellNotRun(
-            f"{grade_id}: marked by the course's isolated grader (dlcourse autograde), "
-            "which writes this cell's score into the gradebook"
-        )

@@ -156,22 +156,6 @@ class Plan:
         return {sid: i for i, sids in enumerate(self.tasks) for sid in sids}
 
 
-def current(folder: Path, out_dir: Path, sandbox: bool) -> GradingResults | None:
-    """The results in out_dir if they were computed for this very submission (the test of
-    runner.grade_cached), else None."""
-    path = out_dir / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        cached = GradingResults.read(path)
-    except (OSError, ValueError, KeyError):
-        return None
-    expected = submission.fingerprint(folder) if Path(folder).is_dir() else None
-    if cached.sandboxed == sandbox and cached.fingerprint == expected:
-        return cached
-    return None
-
-
 def refused(folder: Path, spec: Spec) -> bool:
     """Whether the grader refuses this folder before running anything (not worth a task)."""
     folder = Path(folder)
@@ -345,7 +329,7 @@ def collect(
             if graded is None:
                 failures[sid] = _task_failure(owner, index, states)
         else:
-            graded = current(folder, out_dir, plan.sandbox)
+            graded = runner.current_results(folder, out_dir, plan.sandbox)
             if graded is None and refused(folder, spec):  # refused unopened: nothing runs
                 graded = runner.grade_submission(folder, spec, out_dir, plan.sandbox)
             if graded is None:

@@ -20,12 +20,14 @@ from pathlib import Path
 import nbformat
 
 from dlcourse import course
-from dlcourse.grading import gradebook, results, runner, submission
-from dlcourse.grading.feedback import FEEDBACK_PREPROCESSORS
+from dlcourse.grading import cgroups, gradebook, results, runner, submission
 from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import require_sandbox
 from dlcourse.grading.spec import Spec
 
+GLOB_CHARACTERS = "*?[]"  # nbgrader's --student is a glob pattern
+FEEDBACK_MB = 2048  # nbgrader generate_feedback for one student (it parses and renders)
+NBGRADER_PIDS = 256
 # runner.grade_many's signature: (folders, spec, out, jobs, force, sandbox, progress) -> results
 IsolatedStep = Callable[[list[Path], Spec, Path, int, bool, bool, bool], dict[str, GradingResults]]
 
@@ -57,14 +59,28 @@ def source_tree(root: Path, assignment: str) -> str:
     )
 
 
-def nbgrader(root: Path, args: list[str], tree: str, db_url: str) -> subprocess.CompletedProcess:
-    """Run one nbgrader command on the course at `root` (its nbgrader_config.py applies)."""
+def nbgrader(
+    root: Path, args: list[str], tree: str, db_url: str, memory_mb: int | None = None
+) -> subprocess.CompletedProcess:
+    """Run one nbgrader command on the course at `root` (its nbgrader_config.py applies), in
+    a box of `memory_mb` where cgroups allow (a notebook is parsed and rendered there)."""
     cmd = [
         sys.executable, "-m", "nbgrader", *args,
         f"--CourseDirectory.root={root}", f"--CourseDirectory.source_directory={tree}",
         f"--CourseDirectory.db_url={db_url}",
     ]  # fmt: skip
-    return subprocess.run(cmd, cwd=root, env=_env(), capture_output=True, text=True)
+    if memory_mb is None or cgroups.hierarchy() is None:
+        return subprocess.run(cmd, cwd=root, env=_env(), capture_output=True, text=True)
+    box = cgroups.Box(memory_mb * 2**20, NBGRADER_PIDS, who="nbgrader")
+    try:
+        proc = subprocess.run(
+            cmd, cwd=root, env=_env(), capture_output=True, text=True, preexec_fn=box.join
+        )
+        if died := box.describe_death():
+            proc.stderr += f"\nRuntimeError: nbgrader {args[0]} was stopped: {died}\n"
+        return proc
+    finally:
+        box.close()
 
 
 def _last_error(proc: subprocess.CompletedProcess) -> str:
@@ -133,6 +149,11 @@ def folder_problems(sub: Path, student: str, spec: Spec) -> list[str]:
     where = f"submitted/{student}/{spec.name}"
     if student != sub.parent.name:
         return [f"submitted/{student}: the folder name is not valid UTF-8; rename it"]
+    if any(c in student for c in GLOB_CHARACTERS):
+        return [
+            f"submitted/{student}: the folder name holds a wildcard character (* ? [ ]), which "
+            "nbgrader would read as a pattern and autograde other students; rename it"
+        ]
     if sub.is_symlink() or not sub.is_dir():
         return [f"{where} is not a folder"]
     return submission.problems(sub, spec.notebook)  # weights: the isolated grader's own check
@@ -189,7 +210,10 @@ def run_nbgrader(ctx: Course, rep: StudentReport, force: bool, sandbox: bool) ->
         rep.nbgrader_ok = True
         return
     args = ["autograde", ctx.assignment, f"--student={rep.student}", "--force"]
-    args.append(f"--IsolatedGrades.tests_dir={ctx.spec.tests_dir}")
+    args += [
+        f"--IsolatedGrades.tests_dir={ctx.spec.tests_dir}",
+        "--IsolatedGrades.just_graded=True",
+    ]
     if not sandbox:
         args += ["--SandboxedExecute.unsandboxed=True", "--IsolatedGrades.unsandboxed=True"]
     proc = nbgrader(ctx.root, args, ctx.tree, ctx.db_url)
@@ -202,8 +226,7 @@ def write_feedback(ctx: Course, rep: StudentReport, out: Path) -> None:
     """nbgrader's HTML feedback without hidden tests, plus the isolated tests' summary and
     report.html (marks per test and the grader's plots, dlcourse.grading.report)."""
     args = ["generate_feedback", ctx.assignment, f"--student={rep.student}", "--force"]
-    args += [f"--GenerateFeedback.preprocessors={pp}" for pp in FEEDBACK_PREPROCESSORS]
-    proc = nbgrader(ctx.root, args, ctx.tree, ctx.db_url)
+    proc = nbgrader(ctx.root, args, ctx.tree, ctx.db_url, memory_mb=FEEDBACK_MB)
     if proc.returncode:
         rep.errors.append(f"nbgrader generate_feedback failed: {_last_error(proc)}")
         return
@@ -292,10 +315,10 @@ def write_marks(path: Path, reports: list[StudentReport]) -> None:
     for r in sorted(reports, key=lambda r: r.student):
         iso = r.isolated
         status = "; ".join(r.errors) or (iso.status if iso else "not graded")
-        total = "error" if r.total is None else f"{r.total:g}"
+        total = _total(r, "{:g}")
         w.writerow([
             r.student, total, "" if r.max_total is None else f"{r.max_total:g}",
-            f"{iso.score:g}" if iso else "error", f"{iso.max_score:g}" if iso else "",
+            _isolated(iso), f"{iso.max_score:g}" if iso else "",
             status, "; ".join([*r.cell_notes, *(iso.flags if iso else [])]),
         ])  # fmt: skip
     results.write_atomic(path, buf.getvalue())
@@ -306,8 +329,8 @@ def table(reports: list[StudentReport]) -> str:
     rows = [("student", "notebook total", "isolated tests", "status")]
     for r in sorted(reports, key=lambda r: r.student):
         iso = r.isolated
-        total = "error" if r.total is None else f"{r.total:g}/{r.max_total:g}"
-        isolated = f"{iso.score:g}/{iso.max_score:g}" if iso else "error"
+        total = _total(r, "{:g}/" + f"{r.max_total or 0:g}")
+        isolated = f"{_isolated(iso)}/{iso.max_score:g}" if iso else "error"
         status = "; ".join(r.errors) or (iso.status if iso else "not graded")
         rows.append((r.student, total, isolated, status))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -315,3 +338,16 @@ def table(reports: list[StudentReport]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
         for row in rows
     )
+
+
+def _total(r: StudentReport, fmt: str) -> str:
+    """The gradebook total as a table shows it: never a number a safety stop left unfinished."""
+    if r.isolated is not None and r.isolated.incomplete:
+        return "incomplete, regrade"
+    return "error" if r.total is None else fmt.format(r.total)
+
+
+def _isolated(iso: GradingResults | None) -> str:
+    if iso is None:
+        return "error"
+    return "incomplete" if iso.incomplete else f"{iso.score:g}"

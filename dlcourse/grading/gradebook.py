@@ -1,17 +1,23 @@
 """Reading and writing nbgrader's gradebook: where the isolated grader's points end up.
 
-The isolated tests' points go into the grade of the cell named by each test module's
-GRADE_CELL. A cell whose tests could not all be computed is flagged for manual grading rather
-than given a silent 0, and what staff must know (no sandbox, copied weights) goes into a
-gradebook comment, so the formgrader shows it next to the marks.
+Every autograder test cell of a notebook (a graded cell that is not a solution: known from the
+source notebook nbgrader recorded, never from the submission) takes its points from the isolated
+grader alone. nbgrader's own pass leaves such a cell at 0, waiting for a person
+(preprocessors.SaveAutoGrades); `merge` then writes the isolated tests' points into the cell
+named by each test module's GRADE_CELL. A cell stays 0 and waiting, with the reason, when the
+grading failed, was refused, was stopped by a safety limit, could not compute one of its tests,
+or has no test at all: nothing a kernel printed or skipped can stand in for the grader.
+What staff must know (no sandbox, copied weights) goes into a gradebook comment, so the
+formgrader shows it next to the marks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlcourse.grading.results import UNSANDBOXED, GradingResults
+from dlcourse.grading.results import INCOMPLETE, UNSANDBOXED, CellGrade, GradingResults
 from dlcourse.grading.spec import Spec
 
 NOTES_HEADER = "Isolated grader:"
@@ -65,34 +71,76 @@ def check_reachable(db_url: str) -> None:
         ) from e
 
 
+@dataclass
+class CellMark:
+    """What `merge` wrote for one test cell; `reason` says why it waits for a person."""
+
+    score: float
+    max_score: float
+    reason: str = ""
+
+
+def test_cells(gb: Any, notebook_id: str, assignment: str) -> list[str]:
+    """The notebook's autograder test cells, as nbgrader recorded the source notebook: graded
+    cells that are not solutions (written answers, which a person marks anyway)."""
+    nb = gb.find_notebook(notebook_id, assignment)
+    solutions = {c.name for c in nb.solution_cells}
+    return [c.name for c in nb.grade_cells if c.name not in solutions]
+
+
 def merge(
-    db_url: str, course_id: str, spec: Spec, student: str, graded: GradingResults
-) -> list[str]:
-    """Write the isolated scores and notes into the gradebook; returns problems (unknown cells)."""
+    db_url: str, course_id: str, spec: Spec, student: str, graded: GradingResults | None
+) -> tuple[dict[str, CellMark], list[str]]:
+    """Write the isolated scores into the notebook's test cells, and the grader's notes.
+
+    Returns what each test cell got and the problems staff must fix (a GRADE_CELL that is
+    not a test cell, points that disagree with the notebook). `graded` None: the isolated
+    grader did not run at all; every test cell then waits for a person.
+    """
     from nbgrader.api import Gradebook, MissingEntry
 
-    problems = []
+    problems: list[str] = []
+    marks: dict[str, CellMark] = {}
     notebook_id = Path(spec.notebook).stem
+    cells = graded.grade_cells() if graded is not None else {}
     with Gradebook(db_url, course_id) as gb:
-        for cell, agg in graded.grade_cells().items():
+        for name in test_cells(gb, notebook_id, spec.name):
+            try:
+                grade = gb.find_grade(name, notebook_id, spec.name, student)
+            except MissingEntry:
+                continue
+            mark = marks[name] = _cell_mark(graded, cells.get(name), grade.max_score)
+            grade.auto_score = mark.score
+            grade.needs_manual_grade = bool(mark.reason)
+        for cell, agg in cells.items():
             if cell is None:
                 problems.append("tests without GRADE_CELL: their points are not in the gradebook")
-                continue
-            try:
-                grade = gb.find_grade(cell, notebook_id, spec.name, student)
-            except MissingEntry:
-                problems.append(f"no gradebook cell {cell} in {notebook_id} for {student}")
-                continue
-            grade.auto_score = min(agg.score, grade.max_score)
-            grade.needs_manual_grade = bool(agg.errors)
-            if abs(agg.max_score - grade.max_score) > 1e-9:
+            elif cell not in marks:
+                problems.append(f"GRADE_CELL {cell} is not a test cell of {notebook_id}")
+            elif abs(agg.max_score - marks[cell].max_score) > 1e-9:
                 problems.append(
-                    f"{cell} is worth {grade.max_score:g} in the notebook but its tests "
+                    f"{cell} is worth {marks[cell].max_score:g} in the notebook but its tests "
                     f"sum to {agg.max_score:g}"
                 )
-        _write_notes(gb, notebook_id, spec.name, student, staff_notes(graded))
+        if graded is not None:
+            _write_notes(gb, notebook_id, spec.name, student, staff_notes(graded))
         gb.db.commit()
-    return problems
+    return marks, problems
+
+
+def _cell_mark(graded: GradingResults | None, agg: CellGrade | None, max_score: float) -> CellMark:
+    if graded is None:
+        return CellMark(0.0, max_score, "the isolated grader did not run")
+    if graded.failure is not None:
+        return CellMark(0.0, max_score, graded.failure_line)
+    if agg is None:
+        return CellMark(0.0, max_score, "no test of the isolated grader marks this cell")
+    score = min(agg.score, max_score)
+    if agg.incomplete:
+        return CellMark(score, max_score, f"{INCOMPLETE}: a test was stopped by a time limit")
+    if agg.errors:
+        return CellMark(score, max_score, "tests not computed: " + "; ".join(agg.errors)[:500])
+    return CellMark(score, max_score)
 
 
 def staff_notes(graded: GradingResults) -> list[str]:

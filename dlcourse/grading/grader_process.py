@@ -28,6 +28,8 @@ import threading
 import traceback
 from pathlib import Path
 
+from dlcourse.grading.cgroups import Box
+
 # Imported once by the server. Not the plugin itself: pytest rewrites the asserts of a `-p`
 # plugin only if it imports it, so the plugin stays for each grader process (a few ms). Also what
 # a grader process would import later on: pdb (pytest's debugging plugin), torch's serialization
@@ -67,10 +69,10 @@ def _forkserver() -> multiprocessing.context.BaseContext | None:
 
 
 def run_pytest(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: float
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float, box: Box | None = None
 ) -> tuple[int | None, str]:
-    """`python -m pytest ARGS` in `cwd` with exactly `env`: (exit code, or None when it was
-    killed after `timeout` seconds; its stdout followed by its stderr)."""
+    """`python -m pytest ARGS` in `cwd` with exactly `env`, in `box` when given: (exit code,
+    or None when it was killed after `timeout` seconds; its stdout followed by its stderr)."""
     ctx = _forkserver()
     if ctx is None:
         try:
@@ -81,13 +83,14 @@ def run_pytest(
                 env=env,
                 cwd=cwd,
                 timeout=timeout,
+                preexec_fn=box.join if box is not None else None,
             )
         except subprocess.TimeoutExpired:
             return None, ""
         return proc.returncode, proc.stdout + proc.stderr
     with tempfile.TemporaryDirectory(prefix="dlcourse-grader-") as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        proc = ctx.Process(target=_grader_main, args=(args, env, str(cwd), str(out), str(err)))
+        proc = ctx.Process(target=_grader_main, args=(args, env, str(cwd), str(out), str(err), box))
         proc.start()
         proc.join(timeout)
         if proc.is_alive():
@@ -100,8 +103,13 @@ def run_pytest(
     return code, log
 
 
-def _grader_main(args: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
-    """In the forked process: become `python -m pytest ARGS` run in `cwd` with `env`."""
+def _grader_main(
+    args: list[str], env: dict[str, str], cwd: str, out: str, err: str, box: Box | None
+) -> None:
+    """In the forked process: enter `box`, and become `python -m pytest ARGS` run in `cwd`
+    with `env`."""
+    if box is not None:
+        box.join()
     for fd, path in ((1, out), (2, err)):
         f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(f, fd)

@@ -16,6 +16,17 @@ images cost the course MLP 33 accuracy points (87.1% -> 54.5%), and a lookup tha
 defeat a lookup that carries the public images also changes what the tiers measure, so this set
 defeats lookups that do not (grader_tests/README.md, "Private test set").
 
+A model can also carry the public test images themselves (packed, within its size limit) and
+answer with the label of the nearest one: the perturbation does not stop that. Its behaviour
+gives it away: it knows the test images, not the garments. So `evaluation_set()` sends, mixed in
+among the 10,000 private test images in a seeded order, TRAIN_SHARE of the students' own
+training images under the same kind of perturbation (`train_share()`, drawn with the staff
+seed). They are never marked on their own. A trained model scores at least as well on images it
+was trained on; a lookup of the public test images scores far worse on them than on the test
+images. The hidden tests flag a model whose accuracy there is far below its test accuracy and
+withhold its accuracy marks for a person to look at (grader_tests/cw1/test_model.py states the
+rule and its calibration).
+
 The seed lives in grader_tests/heldout.toml (`seed = <int>`; grader_tests/ is never released);
 DLCOURSE_HELDOUT_SEED overrides it (another term, a leaked seed, or a test).
 
@@ -32,6 +43,7 @@ import hashlib
 import math
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -48,6 +60,7 @@ SEED_ENV = "DLCOURSE_HELDOUT_SEED"
 GAMMA = 1.25  # x ** gamma, gamma log-uniform in [0.8, 1.25]: mid-tones lighter or darker
 SCALE = (0.8, 0.95)  # then times a factor in this range: never 1, so every image changes
 TEST_IMAGES = 10_000
+TRAIN_SHARE = 2_000  # training images mixed into what the hidden tests send (never marked)
 STAND_IN_SEED = 0  # public: the stand-in is no secret
 
 
@@ -116,6 +129,58 @@ def private_test_split(seed_value: int | None = None) -> data.Split:
     return _private_test_split(seed() if seed_value is None else seed_value)
 
 
+def _derived_seed(purpose: str, seed_value: int) -> int:
+    """A seed of its own for each use of the staff seed (no draw repeats another's)."""
+    digest = hashlib.sha256(f"{purpose} {seed_value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@functools.cache
+def _train_share(seed_value: int) -> data.Split:
+    train = data.load_fashion_mnist(smoke=False).train
+    g = torch.Generator().manual_seed(_derived_seed("train share", seed_value))
+    idx = torch.randperm(len(train), generator=g)[:TRAIN_SHARE]
+    x = perturb(train.x[idx], _derived_seed("train share perturbation", seed_value))
+    return data.Split(x, train.y[idx].clone())
+
+
+def train_share(seed_value: int | None = None) -> data.Split:
+    """TRAIN_SHARE of the training images (the split students train on), perturbed as the
+    private test images are, chosen with the staff seed: images any trained model knows."""
+    return _train_share(seed() if seed_value is None else seed_value)
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """What a hidden test sends to a classifier: the private test images, then the training
+    share. `test` and `train` are the two parts of a result for them (in this order)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    n_test: int
+
+    def test(self, out: torch.Tensor) -> torch.Tensor:
+        return out[: self.n_test]
+
+    def train(self, out: torch.Tensor) -> torch.Tensor:
+        return out[self.n_test :]
+
+
+@functools.cache
+def _evaluation_set(seed_value: int) -> EvaluationSet:
+    test, share = _private_test_split(seed_value), _train_share(seed_value)
+    return EvaluationSet(torch.cat([test.x, share.x]), torch.cat([test.y, share.y]), len(test))
+
+
+def evaluation_set(seed_value: int | None = None) -> EvaluationSet:
+    """The private test images followed by the training share (send them with
+    `sending_order(len(x))`); in the student kit, stand-in images of the same size."""
+    if seed_value is None and in_student_kit():
+        stand_in = stand_in_split(TEST_IMAGES + TRAIN_SHARE)
+        return EvaluationSet(stand_in.x, stand_in.y, TEST_IMAGES)
+    return _evaluation_set(seed() if seed_value is None else seed_value)
+
+
 def sending_order(n: int = TEST_IMAGES) -> torch.Tensor:
     """The order in which the hidden tests send the private images: a permutation drawn from
     the staff seed (the stand-in's public seed in the student kit).
@@ -127,8 +192,7 @@ def sending_order(n: int = TEST_IMAGES) -> torch.Tensor:
     on its own gives the same logits in any order: the marks stay the same for every grading.
     """
     seed_value = STAND_IN_SEED if in_student_kit() else seed()
-    digest = hashlib.sha256(f"sending order {seed_value}".encode()).digest()
-    g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+    g = torch.Generator().manual_seed(_derived_seed("sending order", seed_value))
     return torch.randperm(n, generator=g)
 
 
@@ -151,7 +215,7 @@ def in_student_kit() -> bool:
 
 
 @functools.cache
-def stand_in_split() -> data.Split:
+def stand_in_split(n: int = TEST_IMAGES) -> data.Split:
     """10,000 images shaped and valued as the private set's, for checks that measure cost.
 
     Uniform noise on the 1/255 grid with random labels, drawn with the public STAND_IN_SEED: a
@@ -160,6 +224,6 @@ def stand_in_split() -> data.Split:
     is needed, so a push check needs no download.
     """
     g = torch.Generator().manual_seed(STAND_IN_SEED)
-    x = torch.randint(0, 256, (TEST_IMAGES, 1, 28, 28), generator=g, dtype=torch.uint8)
-    y = torch.randint(0, 10, (TEST_IMAGES,), generator=g)
+    x = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
     return data.Split(x.float().div_(255), y)

@@ -11,13 +11,14 @@ the results themselves, so a measurement can neither change nor lose a mark.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from dlcourse.grading import measurements, spec
+from dlcourse.grading import MarkWithheld, measurements, spec
 from dlcourse.grading.measurements import Measurements
 from dlcourse.grading.results import GradingResults, Outcome, TestResult
 from dlcourse.grading.sandbox import WorkerError
@@ -31,6 +32,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--results", help="where to write results.json")
     g.addoption("--public-only", action="store_true", help="run only @public tests")
     g.addoption("--no-sandbox", action="store_true", help="do not use bubblewrap")
+    g.addoption(
+        "--time-scale", type=float, default=1.0, help="wall-clock limits this many times longer"
+    )
 
 
 RECORDER = pytest.StashKey["Recorder"]()
@@ -40,6 +44,7 @@ class Recorder:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.tests: list[TestResult] = []
+        self.flags: list[str] = []  # for staff: raised by tests through the `flags` fixture
         self.student: Student | None = None
         self.measurements = Measurements()
         self.t0 = time.perf_counter()
@@ -54,6 +59,9 @@ class Recorder:
             opt = self.config.getoption
             tests_dir = Path(self.config.args[0]) if self.config.args else None
             s = spec.load(opt("--assignment"), tests_dir)
+            scale = opt("--time-scale")
+            if scale != 1.0:
+                s = dataclasses.replace(s, limits=s.limits.with_time_scale(scale))
             self.student = Student(Path(opt("--submission")), s, not opt("--no-sandbox"))
         return self.student
 
@@ -82,6 +90,8 @@ class Recorder:
             return
         st = self.student
         notes = []
+        if st is not None and not self.config.getoption("--public-only"):
+            self.flags += _provenance_flags(st)
         if st is not None:
             notes.append(st.worker.note)
             notes += [f"notebook: {w}" for w in st.load_warnings]
@@ -94,6 +104,7 @@ class Recorder:
             notes=notes,
             sandboxed=st.worker.sandboxed if st else None,
             timings={**(st.timings if st else {}), "total_s": self._elapsed()},
+            flags=list(dict.fromkeys(self.flags)),
         )
         Path(out).write_text(graded.to_json())  # partial: the runner adds what it knows
         try:  # after the results: a measurement that hangs or crashes cannot lose a mark
@@ -112,14 +123,32 @@ class Recorder:
         return round(time.perf_counter() - self.t0, 3)
 
 
+def _provenance_flags(st: Student) -> list[str]:
+    """Course weights among the submitted files, for staff (the tests that mark what such a
+    file would earn withhold it: Student.own_weights)."""
+    found = []
+    for file in st.spec.weights:
+        if (st.path / file).is_file():
+            try:
+                sd = st.state_dict(file)
+            except StudentError:
+                sd = None  # not a state_dict of floats: still compared byte for byte
+            found += [m.text for m in st.matches(file, sd)]
+    return found
+
+
 def _function(item: pytest.Item):
     return getattr(item, "function", None)
 
 
 def _message(exc: BaseException) -> tuple[Outcome, str]:
     """(outcome, output) for a failed test, without the hidden test's source."""
+    if isinstance(exc, StudentError | WorkerError) and exc.safety_stop:
+        return "incomplete", f"not computed: {exc}; a safety stop, not a mark: graded again"
     if isinstance(exc, StudentError | WorkerError):
         return "error", f"error: {exc}"
+    if isinstance(exc, MarkWithheld):
+        return "error", f"withheld for a person to decide: {exc}"
     if isinstance(exc, AssertionError):
         text = str(exc)
         text = text.split("\nassert ")[0] if not text.startswith("assert ") else ""
@@ -165,6 +194,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def student(request: pytest.FixtureRequest) -> Student:
     """The submission being graded (see grader_tests/README.md)."""
     return request.config.stash[RECORDER].get_student()
+
+
+@pytest.fixture(scope="session")
+def flags(request: pytest.FixtureRequest) -> list[str]:
+    """Append what staff must look at (never shown to the student): it becomes a FLAG in the
+    summary, the CSVs and the gradebook comment."""
+    return request.config.stash[RECORDER].flags
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,11 @@
 """Grading results as typed objects; Gradescope JSON, text, CSV and JUnit only at the edge.
 
-Each test has an `outcome`: passed, failed (computed and wrong) or error (could not be
-computed: missing file, the student's code raised, timed out...). Errors are never a silent
-0: the summary and the CSV say "error" and the reason is in the test's output.
+Each test has an `outcome`: passed, failed (computed and wrong), error (could not be computed
+because of the submission: a missing file, the student's code raised or ran out of memory), or
+incomplete (stopped by a wall-clock safety limit: the grading machine may simply have been busy).
+Errors are never a silent 0: the summary and the CSV say "error" and the reason is in the test's
+output. An incomplete test is never a mark at all: the submission is "incomplete, regrade", its
+total is not exported, and its cells wait for a person in the gradebook.
 
 Everything that grades or reads grades works on `GradingResults`; only this module knows the
 layout of results.json (Gradescope's format plus our `extra_data`), so the status text, the
@@ -22,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Outcome = Literal["passed", "failed", "error"]
+Outcome = Literal["passed", "failed", "error", "incomplete"]
 
 UNSANDBOXED = "NOT SANDBOXED"
 UNSANDBOXED_NOTE = f"{UNSANDBOXED}: graded with --unsandboxed; student code was not contained"
 FLAGGED = "FLAGGED"
+INCOMPLETE = "incomplete, regrade"
+NOT_COMPUTED = ("error", "incomplete")  # outcomes that are no verdict on the student's work
 
 
 @dataclass
@@ -88,6 +93,7 @@ class CellGrade:
     score: float = 0.0
     max_score: float = 0.0
     errors: list[str] = field(default_factory=list)  # "test: why", for manual grading
+    incomplete: bool = False  # a test of the cell was stopped by a time limit: regrade
 
 
 @dataclass
@@ -96,7 +102,9 @@ class GradingResults:
 
     `sandboxed` is None only in results.json files of older runs that did not record it.
     `weights_sha256` is None until the weight files were hashed (a submission refused at
-    intake never is), and `timings` None when no grader process ran.
+    intake never is), and `timings` None when no grader process ran. `stopped` says that
+    `failure` was a safety stop (the whole grader ran out of wall-clock time), not the
+    submission's fault.
     """
 
     assignment: str
@@ -109,6 +117,7 @@ class GradingResults:
     weights_sha256: dict[str, str] | None = None
     flags: list[str] = field(default_factory=list)
     timings: dict[str, float] | None = None
+    stopped: bool = False
 
     @property
     def score(self) -> float:
@@ -124,10 +133,22 @@ class GradingResults:
         return sum(t.outcome == "error" for t in self.tests)
 
     @property
+    def stopped_tests(self) -> int:
+        """How many tests a wall-clock safety limit stopped (to be graded again, never a 0)."""
+        return sum(t.outcome == "incomplete" for t in self.tests)
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether a safety stop left this grading unfinished: no total may be taken from it."""
+        return self.stopped or self.stopped_tests > 0
+
+    @property
     def status(self) -> str:
         """The one-line status every table shows, with what staff must not miss appended."""
         if self.failure is not None:
-            text = f"error: {self.failure}"
+            text = f"{INCOMPLETE}: {self.failure}" if self.stopped else f"error: {self.failure}"
+        elif self.stopped_tests:
+            text = f"{INCOMPLETE} ({self.stopped_tests} tests stopped by a time limit)"
         elif self.errors:
             text = f"error ({self.errors} tests could not be computed)"
         else:
@@ -142,11 +163,16 @@ class GradingResults:
     def all_notes(self) -> list[str]:
         """What a reader is told besides the tests: no sandbox, why grading failed, the
         grader's notes, then the flags (results.json's top-level `output`, line by line)."""
-        body = [*([f"error: {self.failure}"] if self.failure is not None else []), *self.notes]
+        body = [*([self.failure_line] if self.failure is not None else []), *self.notes]
         body += [f"FLAG: {f}" for f in self.flags]
         # the worker's own note already says NOT SANDBOXED when it ran: say it once
         warn = self.sandboxed is False and UNSANDBOXED not in "\n".join(body)
         return [UNSANDBOXED_NOTE, *body] if warn else body
+
+    @property
+    def failure_line(self) -> str:
+        """`failure` as the notes show it: an error, or a safety stop to grade again."""
+        return f"{INCOMPLETE if self.stopped else 'error'}: {self.failure}"
 
     def grade_cells(self) -> dict[str | None, CellGrade]:
         """Per gradebook cell (a test module's GRADE_CELL; None when it names none)."""
@@ -155,8 +181,9 @@ class GradingResults:
             cell = cells.setdefault(t.grade_cell, CellGrade())
             cell.score += t.score
             cell.max_score += t.max_score
-            if t.outcome == "error":
+            if t.outcome in NOT_COMPUTED:
                 cell.errors.append(f"{t.name}: {t.output}")
+            cell.incomplete |= t.outcome == "incomplete"
         return cells
 
     def add_flags(self, flags: list[str]) -> bool:
@@ -197,8 +224,11 @@ class GradingResults:
         extra["status"] = self.status
         extra["grade_cells"] = {
             cell: {"score": g.score, "max_score": g.max_score, "errors": g.errors}
+            | ({"incomplete": True} if g.incomplete else {})
             for cell, g in self.grade_cells().items()
         }
+        if self.stopped:
+            extra["stopped"] = True
         if self.fingerprint is not None:
             extra["fingerprint"] = self.fingerprint
         if self.weights_sha256 is not None:
@@ -216,13 +246,15 @@ class GradingResults:
         flags = list(extra.get("flags", []))
         sandboxed = extra.get("sandboxed")
         status = extra.get("status", "complete")
+        stopped = bool(extra.get("stopped", False))
         base = _strip_suffixes(status, f" - {UNSANDBOXED}", f" - {FLAGGED}")  # derived again
-        failure = base.removeprefix("error: ") if base.startswith("error: ") else None
+        prefix = f"{INCOMPLETE}: " if stopped else "error: "
+        failure = base.removeprefix(prefix) if base.startswith(prefix) else None
         text = doc.get("output", "")
         if sandboxed is False:
             text = _strip_line(text, UNSANDBOXED_NOTE, first=True)
         if failure is not None:
-            text = _strip_line(text, f"error: {failure}", first=True)
+            text = _strip_line(text, f"{prefix}{failure}", first=True)
         text = _strip_line(text, "\n".join(f"FLAG: {f}" for f in flags), first=False)
         return cls(
             assignment=extra.get("assignment", ""),
@@ -235,6 +267,7 @@ class GradingResults:
             weights_sha256=extra.get("weights_sha256"),
             flags=flags,
             timings=extra.get("timings"),
+            stopped=stopped,
         )
 
     def to_json(self) -> str:
@@ -248,9 +281,10 @@ class GradingResults:
 
     def summary(self, title: str) -> str:
         """A short text a person reads: one line per test, errors spelled out."""
-        lines = [f"{title}: {self.score:g}/{self.max_score:g} ({self.status})"]
+        total = "incomplete" if self.incomplete else f"{self.score:g}"
+        lines = [f"{title}: {total}/{self.max_score:g} ({self.status})"]
         for t in self.tests:
-            mark = "error" if t.outcome == "error" else f"{t.score:g}/{t.max_score:g}"
+            mark = t.outcome if t.outcome in NOT_COMPUTED else f"{t.score:g}/{t.max_score:g}"
             first = t.output.splitlines()[0] if t.output else ""
             lines.append(f"  [{mark}] {t.name}" + (f" - {first}" if t.outcome != "passed" else ""))
         notes = "\n".join(self.all_notes).splitlines()
@@ -265,7 +299,10 @@ class GradingResults:
 
 
 def cohort_csv(results: Mapping[str, GradingResults]) -> str:
-    """One row per submission: total, status, and each test's score or "error"."""
+    """One row per submission: total, status, and each test's score, "error" or "incomplete".
+
+    A submission a safety stop left unfinished has no total ("incomplete"): a number there
+    would be taken for its mark."""
     names: list[str] = []
     for r in results.values():
         names += [t.name for t in r.tests if t.name not in names]
@@ -275,11 +312,12 @@ def cohort_csv(results: Mapping[str, GradingResults]) -> str:
     for sid, r in sorted(results.items()):
         by_name = {t.name: t for t in r.tests}
         cells = [
-            "error" if t is None or t.outcome == "error" else f"{t.score:g}"
+            "error" if t is None else t.outcome if t.outcome in NOT_COMPUTED else f"{t.score:g}"
             for t in map(by_name.get, names)
         ]
         sandboxed = "yes" if r.sandboxed else UNSANDBOXED
-        row = [sid, f"{r.score:g}", f"{r.max_score:g}", r.status, sandboxed, "; ".join(r.flags)]
+        score = "incomplete" if r.incomplete else f"{r.score:g}"
+        row = [sid, score, f"{r.max_score:g}", r.status, sandboxed, "; ".join(r.flags)]
         w.writerow([*row, *cells])
     return buf.getvalue()
 

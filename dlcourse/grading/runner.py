@@ -14,12 +14,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dlcourse import weights
-from dlcourse.grading import grader_process, results, submission
+from dlcourse.grading import cgroups, grader_process, results, submission
 from dlcourse.grading.results import GradingResults
 from dlcourse.grading.sandbox import require_sandbox
 from dlcourse.grading.spec import Spec
 
 GRADER_SLACK_S = 120  # grader-side start-up and metrics on top of the student's wall budget
+RETRY_TIME_SCALE = 4.0  # wall-clock limits of the second grading after a safety stop
+GRADER_MB = 2048  # the grader process's own memory, on top of its student process's limit
+GRADER_PIDS = 512  # tasks of the grader's box (its student process's box is inside it)
 GRADER_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     # No pytest plugins from entry points (benchmark, xdist, anyio...): the hidden tests use only
@@ -54,16 +57,6 @@ def _weight_hashes(folder: Path, spec: Spec) -> dict[str, str]:
 SHARED_WEIGHTS = " is identical to the weights submitted by "
 
 
-def _reference_flags(hashes: dict[str, str]) -> list[str]:
-    """Submitted weight files identical to one of the course's own (weights/manifest.json)."""
-    known = {entry["sha256"]: name for name, entry in weights.manifest().items()}
-    return [
-        f"{file} is identical to the course's reference file weights/{known[h]}"
-        for file, h in hashes.items()
-        if h in known
-    ]
-
-
 def grade_submission(
     folder: Path,
     spec: Spec,
@@ -71,7 +64,12 @@ def grade_submission(
     sandbox: bool = True,
     public_only: bool = False,
 ) -> GradingResults:
-    """Run the hidden (or only the public) tests on one submission; write results and summary."""
+    """Run the hidden (or only the public) tests on one submission; write results and summary.
+
+    A test that a wall-clock safety limit stopped says nothing about the submission (the
+    machine may have been busy), so the submission is graded once more with every wall-clock
+    limit RETRY_TIME_SCALE times longer; stopped again, it is "incomplete, regrade".
+    """
     folder = Path(folder).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     graded = GradingResults(spec.name, submission.display_name(folder), sandboxed=sandbox)
@@ -82,7 +80,37 @@ def grade_submission(
         graded.write(out_dir, title)
         return graded
     graded.fingerprint = submission.fingerprint(folder)
-    hashes = graded.weights_sha256 = _weight_hashes(folder, spec)
+    graded.weights_sha256 = _weight_hashes(folder, spec)
+    run = _run_grader(folder, spec, out_dir, sandbox, public_only, 1.0)
+    if run.incomplete:
+        first = run.status
+        run = _run_grader(folder, spec, out_dir, sandbox, public_only, RETRY_TIME_SCALE)
+        run.notes.append(
+            f"graded again with {RETRY_TIME_SCALE:g}x the wall-clock limits after a safety "
+            f"stop ({first})"
+        )
+    graded.tests, graded.notes, graded.timings = run.tests, run.notes, run.timings
+    graded.failure, graded.stopped = run.failure, run.stopped
+    graded.add_flags(run.flags)  # the tests' own and the course weights found (plugin)
+    graded.write(out_dir, title)
+    return graded
+
+
+def _grader_timeout(spec: Spec, scale: float) -> float:
+    return (spec.limits.wall_s + spec.limits.startup_s + GRADER_SLACK_S) * scale
+
+
+def longest_grading_s(spec: Spec) -> float:
+    """Wall-clock seconds one submission's grading may take at most: both runs (a Slurm task's
+    time limit must not cut the second, which is what a busy node needs)."""
+    return _grader_timeout(spec, 1.0) + _grader_timeout(spec, RETRY_TIME_SCALE)
+
+
+def _run_grader(
+    folder: Path, spec: Spec, out_dir: Path, sandbox: bool, public_only: bool, scale: float
+) -> GradingResults:
+    """One pytest run of the tests in a grader process: its tests, notes and timings, or
+    why it could not run (`failure`; `stopped` when its own wall-clock limit ended it)."""
     raw = out_dir / ".results.partial.json"
     raw.unlink(missing_ok=True)
     cmd = [
@@ -93,7 +121,7 @@ def grade_submission(
         "--confcutdir", str(spec.tests_dir),
         "-q", "--no-header", "-rN", "--tb=short",
         "--assignment", spec.name, "--submission", str(folder),
-        "--results", str(raw),
+        "--results", str(raw), "--time-scale", f"{scale:g}",
     ]  # fmt: skip
     if public_only:
         cmd.append("--public-only")
@@ -101,33 +129,63 @@ def grade_submission(
         cmd.append("--no-sandbox")
     env = {**os.environ, **GRADER_ENV}
     env.pop("NBGRADER_EXECUTION", None)
-    timeout = spec.limits.wall_s + GRADER_SLACK_S
-    code, log = grader_process.run_pytest(cmd, env, out_dir, timeout)
+    timeout = _grader_timeout(spec, scale)
+    box = None  # the grader's own memory is bounded too (with its student process inside)
+    if cgroups.hierarchy() is not None:
+        memory = (spec.limits.memory_mb + GRADER_MB) * 2**20
+        box = cgroups.Box(memory, GRADER_PIDS, who="the grader's processes")
+    try:
+        code, log = grader_process.run_pytest(cmd, env, out_dir, timeout, box)
+        died = box.describe_death() if box is not None else None
+    finally:
+        if box is not None:
+            box.close()  # nothing it started outlives it
+    if died is not None:
+        log += f"\ngrader stopped: {died}"
     if code is None:
         log = f"grader timed out after {timeout:g} s"
     results.write_atomic(out_dir / "grader.log", log)  # staff only: may show test code
     if raw.is_file():  # the grader process tells the tests; what it ran on is known here
         run = GradingResults.read(raw)
-        graded.tests, graded.notes, graded.timings = run.tests, run.notes, run.timings
         raw.unlink()
+        return run
+    run = GradingResults(spec.name, submission.display_name(folder), sandboxed=sandbox)
+    if code is None:
+        run.failure, run.stopped = f"the grader stopped after {timeout:g} s of wall clock", True
+    elif died is not None:
+        run.failure = f"the grader was stopped: {died}"
     else:
         tail = log.strip().splitlines()[-1:] or ["no output"]
-        graded.failure = f"the grader could not run ({tail[0][:300]})"
-    graded.add_flags(_reference_flags(hashes))
-    graded.write(out_dir, title)
-    return graded
+        run.failure = f"the grader could not run ({tail[0][:300]})"
+    return run
 
 
-def grade_cached(folder: Path, spec: Spec, out_dir: Path, sandbox: bool = True) -> GradingResults:
-    """The results in out_dir if they were computed for this very submission, else grade it."""
+def current_results(
+    folder: Path, out_dir: Path, sandbox: bool, incomplete: bool = False
+) -> GradingResults | None:
+    """The results in out_dir if they were computed for this very submission and finished,
+    else None: a changed submission, another sandbox setting, an unreadable file, or a grading
+    a safety stop left incomplete (unless `incomplete`: just graded) is graded again."""
     path = out_dir / "results.json"
-    if path.is_file():
+    if not path.is_file():
+        return None
+    try:
         cached = GradingResults.read(path)
-        if cached.sandboxed == sandbox and cached.fingerprint == (
-            submission.fingerprint(folder) if Path(folder).is_dir() else None
-        ):
-            return cached
-    return grade_submission(folder, spec, out_dir, sandbox)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    expected = submission.fingerprint(folder) if Path(folder).is_dir() else None
+    finished = incomplete or not cached.incomplete
+    if cached.sandboxed == sandbox and cached.fingerprint == expected and finished:
+        return cached
+    return None
+
+
+def grade_cached(
+    folder: Path, spec: Spec, out_dir: Path, sandbox: bool = True, incomplete: bool = False
+) -> GradingResults:
+    """The current results in out_dir (see current_results), else a new grading."""
+    cached = current_results(folder, out_dir, sandbox, incomplete)
+    return cached if cached is not None else grade_submission(folder, spec, out_dir, sandbox)
 
 
 def cohort_ids(submissions: list[Path], assignment: str) -> dict[str, Path]:

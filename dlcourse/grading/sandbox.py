@@ -34,18 +34,22 @@ from typing import Any
 
 import psutil
 
-from dlcourse.grading import protocol
+from dlcourse.grading import cgroups, protocol
 from dlcourse.grading.spec import Limits
 
 BWRAP = Path("/usr/bin/bwrap")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the whole dlcourse package
 AS_HEADROOM_MB = 4096  # address space the CUDA build of torch maps at import (measured 3.2 GB)
 HIDDEN_DIRS = ("/usr/share/datasets", str(PACKAGE_DIR / "reference"))
+# Course modules graded code may not import: the student process gets grading/unavailable.py
+# in their place (the course's classifier, whose weights the student kit ships).
+MASKED_MODULES = (PACKAGE_DIR / "classifier.py",)
+UNAVAILABLE = PACKAGE_DIR / "grading" / "unavailable.py"
 SANDBOX_MOUNT = "/submission"
 POLL_S = 0.05  # the longest the grader goes without checking the worker's time and memory
 PIPE_BYTES = 2**20  # pipe buffer asked for: a 31 MB test set then crosses in 31 writes, not 480
-MAX_PROCESSES = 64  # root ignores RLIMIT_NPROC, so the grader counts the worker's processes
-STARTUP_S = 120.0  # Python + torch imports; not counted against the call limit
+MAX_PROCESSES = 64  # tasks (processes and threads) of the worker's tree: the box's pids limit
+SHM_MB = 64  # the sandbox's /dev/shm (a tmpfs: its pages count in the box's memory too)
 # Isolated mode (-I): nothing in the submission folder (a `dlcourse/` of its own, say) or in
 # PYTHON* variables can shadow the grader's modules; the package is put first on the path by
 # its own location, the one the sandbox mounts, however the grader found it.
@@ -125,11 +129,16 @@ def _enlarge_pipe(fd: int) -> None:
 
 
 class WorkerError(RuntimeError):
-    """The worker could not answer: it timed out, ran out of memory, or died. `cause` says which."""
+    """The worker could not answer: it timed out, ran out of memory, or died. `cause` says which.
 
-    def __init__(self, cause: str) -> None:
+    `safety_stop` is set when a wall-clock limit stopped it: on a busy machine that says
+    nothing about the submission, so the test is graded again, never marked down.
+    """
+
+    def __init__(self, cause: str, safety_stop: bool = False) -> None:
         super().__init__(cause)
         self.cause = cause
+        self.safety_stop = safety_stop
 
 
 @functools.cache
@@ -161,11 +170,20 @@ def require_sandbox() -> None:
 
 
 def bwrap_args(
-    root: Path, mount: str = SANDBOX_MOUNT, writable: bool = False, binds: tuple[str, ...] = ()
+    root: Path | None,
+    mount: str = SANDBOX_MOUNT,
+    writable: bool = False,
+    binds: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+    scratch_mb: int | None = None,
 ) -> list[str]:
     """bubblewrap's command line for a sandbox that sees Python, dlcourse and `root` only.
 
-    `root` appears at `mount` (read-only unless `writable`: the nbgrader kernel's scratch copy);
+    `root` appears at `mount` (read-only unless `writable`); with `only`, just those files of it
+    do (the grader's student process sees the notebook and the weight files the spec names,
+    never a table in some other file of the folder). With `scratch_mb`, `mount` is instead an
+    empty tmpfs of that size (the nbgrader kernel's scratch copy, filled from `binds`): what
+    the student writes there is bounded, and never reaches the machine's disk.
     `binds` are further bubblewrap mount options. Everything else is read-only, and only /tmp
     (of a fixed size) and a writable `root` take writes: the sandbox's own root would otherwise
     be an unbounded tmpfs that fills the machine's memory.
@@ -184,14 +202,26 @@ def bwrap_args(
     args += ["--ro-bind-try", "/etc/fonts", "/etc/fonts"]
     # The private /tmp comes before the binds: a later mount hides what lies under it, and the
     # venv or the package may well live under /tmp (a CI clone, say).
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
+    # /dev read-only but for a sized /dev/shm: bwrap's own /dev is a tmpfs of no set size.
+    shm = str(SHM_MB * 2**20)
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", shm, "--tmpfs", "/dev/shm"]
+    args += ["--remount-ro", "/dev", "--size", str(256 * 2**20), "--tmpfs", "/tmp"]
     for d in {Path(sys.base_prefix).resolve(), Path(sys.prefix), PACKAGE_DIR}:
         if not str(d).startswith("/usr/"):
             args += ["--ro-bind", str(d), str(d)]
     for d in HIDDEN_DIRS:
         if Path(d).is_dir():
             args += ["--tmpfs", d]
-    args += ["--bind" if writable else "--ro-bind", str(root), mount, *binds]
+    if scratch_mb is not None:
+        args += ["--size", str(scratch_mb * 2**20), "--tmpfs", mount, *binds]
+    elif only is None:
+        args += ["--bind" if writable else "--ro-bind", str(root), mount, *binds]
+    else:
+        args += ["--dir", mount]
+        for name in only:
+            if (root / name).is_file():
+                args += ["--ro-bind", str(root / name), f"{mount}/{name}"]
+        args += list(binds)
     return [*args, "--remount-ro", "/", "--chdir", mount]
 
 
@@ -211,8 +241,15 @@ def _environment() -> dict[str, str]:
     }
 
 
+def _start_child(limits: Limits, box: cgroups.Box | None) -> None:
+    """In the student process before it runs anything: its box, then its rlimits."""
+    if box is not None:
+        box.join()
+    _set_limits(limits)
+
+
 def _set_limits(limits: Limits) -> None:
-    cpu = math.ceil(limits.wall_s)
+    cpu = math.ceil(limits.cpu_limit)
     memory = (limits.memory_mb + AS_HEADROOM_MB) * 2**20
     fsize = limits.file_mb * 2**20
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
@@ -242,8 +279,10 @@ class Worker:
         limits: Limits,
         sandbox: bool = True,
         setup: dict[str, Any] | None = None,
+        files: tuple[str, ...] | None = None,
     ) -> None:
         self.submission = Path(submission).resolve()
+        self.files = files  # what the process sees of the folder (None: all of it)
         self.setup = setup  # sent first to every process started (e.g. load the notebook)
         self.setup_reply: dict[str, Any] | None = None
         self.limits = limits
@@ -255,13 +294,23 @@ class Worker:
         self.last_cpu_s = 0.0  # CPU seconds of the student's process tree in the last call
         self._log = tempfile.TemporaryFile()
         self._checked_at = 0.0  # when the process tree's size and memory were last read
+        self.box: cgroups.Box | None = None  # the cgroup of the current process (when there is one)
+        self._cpu_at_start = 0.0  # CPU seconds of the process tree when the current wait began
 
     @property
     def note(self) -> str:
+        limits = (
+            "its memory and processes limited by a cgroup"
+            if cgroups.hierarchy() is not None
+            else "its memory and processes watched from outside (no cgroup here)"
+        )
         if self.sandboxed:
-            return "student code ran in a bubblewrap sandbox (no network, no grader files)"
+            return (
+                f"student code ran in a bubblewrap sandbox (no network, no grader files), {limits}"
+            )
         return (
-            "NOT SANDBOXED: graded with --unsandboxed; student code ran in a limited process only"
+            "NOT SANDBOXED: graded with --unsandboxed; student code ran in a limited process "
+            f"only, {limits}"
         )
 
     def start(self) -> None:
@@ -278,12 +327,25 @@ class Worker:
                 require_sandbox()  # never fall back silently to an uncontained process
             except SandboxUnavailable as exc:
                 raise WorkerError(str(exc)) from None
-            cmd = [*bwrap_args(self.submission, SANDBOX_MOUNT), *cmd]
+            masks = tuple(
+                a
+                for m in MASKED_MODULES
+                if m.is_file()
+                for a in ("--ro-bind", str(UNAVAILABLE), str(m))
+            )
+            cmd = [*bwrap_args(self.submission, SANDBOX_MOUNT, binds=masks, only=self.files), *cmd]
         else:  # no read-only mount: work on a copy so the submission cannot be changed
             if self._copy is None:
                 self._copy = tempfile.TemporaryDirectory(prefix="dlcourse-submission-")
-                shutil.copytree(self.submission, self._copy.name, dirs_exist_ok=True)
+                for name in self.files or []:
+                    if (self.submission / name).is_file():
+                        shutil.copy(self.submission / name, Path(self._copy.name) / name)
+                if self.files is None:
+                    shutil.copytree(self.submission, self._copy.name, dirs_exist_ok=True)
             cwd = Path(self._copy.name)
+        self._close_box()
+        if cgroups.hierarchy() is not None:
+            self.box = cgroups.Box(self.limits.memory_mb * 2**20, MAX_PROCESSES)
         self.proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -292,15 +354,16 @@ class Worker:
             pass_fds=(req_r, resp_w),
             cwd=cwd,
             env=_environment(),
-            preexec_fn=functools.partial(_set_limits, self.limits),
+            preexec_fn=functools.partial(_start_child, self.limits, self.box),
             start_new_session=True,
         )
         os.close(req_r)
         os.close(resp_w)
         os.set_blocking(self._req_w, False)  # a worker that stops reading must not block us
         self._buffer = bytearray()
+        self._cpu_at_start = 0.0  # a new process: all its CPU time is this wait's
         try:
-            self._read_reply(t0, STARTUP_S, "starting Python and torch")
+            self._read_reply(t0, self.limits.startup_s, "start of Python and torch")
         except EOFError:
             raise WorkerError(self._death_cause()) from None
         finally:
@@ -323,10 +386,11 @@ class Worker:
         if self.budget_s <= 0:
             self.close()
             raise WorkerError(
-                f"the submission used up its wall-clock budget of {self.limits.wall_s:g} s"
+                f"the submission used up its wall-clock budget of {self.limits.wall_s:g} s",
+                safety_stop=True,
             )
         t0 = time.perf_counter()
-        cpu0 = self.cpu_seconds()
+        cpu0 = self._cpu_at_start = self.cpu_seconds()
         try:
             self._send(protocol.encode(message), t0)
             reply = self._read_reply(t0, self.limits.call_s, "call")
@@ -338,13 +402,16 @@ class Worker:
             self.budget_s -= time.perf_counter() - t0
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) of the worker's process tree, read by the grader from /proc.
+        """CPU time (user + system) of the worker's process tree, read by the grader from its
+        box (which keeps the time of processes that have exited) or from /proc.
 
         Unlike wall-clock time it barely moves when the machine is busy, and unlike anything
         the student process reports it cannot be faked from inside.
         """
         if self.proc is None:
             return 0.0
+        if self.box is not None and (cpu := self.box.cpu_seconds()) is not None:
+            return cpu
         total = 0.0
         for pid in _descendants(self.proc.pid):
             try:
@@ -370,19 +437,39 @@ class Worker:
 
         The time every call; the process tree at most every POLL_S (what a quiet wait does
         anyway), not for each 64 KB written while a large message is on its way.
+
+        A wall-clock stop says nothing about the submission when the machine was busy: it is a
+        safety stop (graded again). But a call that spent as many CPU seconds as its wall-clock
+        limit was not starved of the CPU, it was running: an endless loop is the student's.
         """
         timeout = min(limit, self.budget_s)
         if time.perf_counter() - t0 > timeout:
+            spent = self.cpu_seconds() - self._cpu_at_start
             self.close()
             if timeout < limit:
                 raise WorkerError(
-                    f"the submission used up its wall-clock budget of {self.limits.wall_s:g} s"
+                    f"the submission used up its wall-clock budget of {self.limits.wall_s:g} s",
+                    safety_stop=True,
                 )
-            raise WorkerError(f"timed out after {limit:g} s ({what} limit)")
+            if what == "call" and spent >= self.limits.call_cpu_limit:
+                raise WorkerError(
+                    f"the {what} used {spent:.0f} CPU seconds without an answer (limit "
+                    f"{self.limits.call_cpu_limit:g} s): an endless loop?"
+                )
+            raise WorkerError(
+                f"stopped after {limit:g} s of wall clock ({what} limit) with {spent:.0f} CPU "
+                "seconds spent",
+                safety_stop=True,
+            )
         now = time.perf_counter()
         if now - self._checked_at < POLL_S:
             return
         self._checked_at = now
+        if self.box is not None:  # the kernel enforces the limits; the grader stops the rest
+            if cause := self.box.describe_death():
+                self.close()
+                raise WorkerError(cause)
+            return
         count, rss = self._tree()
         if count > MAX_PROCESSES:
             self.close()
@@ -444,7 +531,7 @@ class Worker:
             return "the student process closed its channel and had to be killed"
         self._close_fds()
         tail = " ".join(self.output_tail().split())
-        cause = _describe_exit(code, self.sandboxed)
+        cause = (self.box and self.box.describe_death()) or _describe_exit(code, self.sandboxed)
         return f"{cause}; its last output: {tail}" if tail else cause
 
     def output_tail(self, limit: int = 300) -> str:
@@ -465,7 +552,9 @@ class Worker:
                 setattr(self, name, None)
 
     def close(self) -> None:
-        """Kill the process (and its whole session) and release the pipes."""
+        """Kill the process (its whole box, or its whole session) and release the pipes."""
+        if self.box is not None:
+            self.box.kill()
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -474,9 +563,15 @@ class Worker:
             self.proc.wait()
         self._close_fds()
 
+    def _close_box(self) -> None:
+        if self.box is not None:
+            self.box.close()
+            self.box = None
+
     def cleanup(self) -> None:
-        """Close, and remove the working copy used when not sandboxed."""
+        """Close, remove the box, and remove the working copy used when not sandboxed."""
         self.close()
+        self._close_box()
         if self._copy is not None:
             self._copy.cleanup()
             self._copy = None

@@ -300,7 +300,7 @@ def _to_submit(plan: Plan, spec: Spec, ids: dict[str, Path], in_flight: dict) ->
         if array_job.refused(folder, spec):
             runner.grade_submission(folder, spec, out_dir, plan.sandbox)
             continue
-        if plan.force or array_job.current(folder, out_dir, plan.sandbox) is None:
+        if plan.force or runner.current_results(folder, out_dir, plan.sandbox) is None:
             todo.append(sid)
             continue
         t = plan.autograde
@@ -346,9 +346,9 @@ def _common_options(args: argparse.Namespace, plan: Plan, name: str) -> list[str
 def _task_options(args: argparse.Namespace, spec: Spec, plan: Plan) -> list[str]:
     n, chunk = len(plan.tasks), max(len(t) for t in plan.tasks)
     autograding = plan.autograde is not None and plan.autograde.nbgrader_in_tasks
-    from dlcourse.grading.runner import GRADER_SLACK_S
+    from dlcourse.grading.runner import longest_grading_s
 
-    seconds = chunk * (spec.limits.wall_s + GRADER_SLACK_S + (NBGRADER_S if autograding else 0))
+    seconds = chunk * (longest_grading_s(spec) + (NBGRADER_S if autograding else 0))
     mem = args.mem or f"{spec.limits.memory_mb + (NBGRADER_EXTRA_MB if autograding else EXTRA_MB)}M"
     opts = _common_options(args, plan, f"dlcourse-{plan.assignment}")
     opts += [

@@ -7,6 +7,7 @@ Imports nothing heavy, because nbgrader loads it with its configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,32 @@ class Limits:
     call_s: float = 120.0  # one probe call (also the notebook load)
     memory_mb: int = 6144  # memory the worker's process tree allocated (sandbox.py)
     file_mb: int = 64  # largest file the worker may write (its log included)
+    disk_mb: int = 1024  # the nbgrader kernel's scratch copy of the folder (a sized tmpfs)
+    cpu_s: float | None = None  # CPU seconds of one worker process (default: wall_s)
+    startup_s: float = 120.0  # starting Python and importing torch (a safety stop)
+    call_cpu_s: float | None = None  # CPU seconds one call may spend (default: call_s)
+
+    @property
+    def cpu_limit(self) -> float:
+        """CPU time is the student's own cost, whatever the machine's load: not scaled."""
+        return self.wall_s if self.cpu_s is None else self.cpu_s
+
+    @property
+    def call_cpu_limit(self) -> float:
+        """A call stopped after spending this many CPU seconds was running, not starved."""
+        return self.call_s if self.call_cpu_s is None else self.call_cpu_s
+
+    def with_time_scale(self, factor: float) -> Limits:
+        """The wall-clock safety stops `factor` times longer, for grading again what a busy
+        machine stopped; the CPU-time and memory limits, the student's own, stay."""
+        return dataclasses.replace(
+            self,
+            wall_s=self.wall_s * factor,
+            call_s=self.call_s * factor,
+            startup_s=self.startup_s * factor,
+            cpu_s=self.cpu_limit,
+            call_cpu_s=self.call_cpu_limit,
+        )
 
 
 @dataclass(frozen=True)

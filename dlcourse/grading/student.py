@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from dlcourse.grading import protocol, submission
+from dlcourse.grading import MarkWithheld, protocol, provenance, submission
 from dlcourse.grading.sandbox import Worker, WorkerError
 from dlcourse.grading.spec import Spec
 from dlcourse.grading.worker import import_notebook
@@ -26,7 +26,12 @@ def _probe_source(probe: Callable[..., Any]) -> str:
 
 
 class StudentError(Exception):
-    """The mark could not be computed because of the submission; the message says why."""
+    """The mark could not be computed; the message says why. `safety_stop`: a wall-clock
+    safety limit stopped it (grade again), otherwise the submission was at fault."""
+
+    def __init__(self, message: str, safety_stop: bool = False) -> None:
+        super().__init__(message)
+        self.safety_stop = safety_stop
 
 
 class Student:
@@ -36,11 +41,17 @@ class Student:
         self.path = Path(submission).resolve()
         self.spec = spec
         self.worker = Worker(
-            self.path, spec.limits, sandbox, setup={"op": "load", "notebook": spec.notebook}
+            self.path,
+            spec.limits,
+            sandbox,
+            setup={"op": "load", "notebook": spec.notebook},
+            files=(spec.notebook, *spec.weights),  # nothing else of the folder: no side tables
         )
         self.load_warnings: list[str] = []
         self.last_cpu_s = 0.0  # CPU seconds the last `run` cost the student process (measured here)
         self.load_error: str | None = None  # set once: every later probe fails the same way
+        self._parsed: dict[str, Any] = {}  # the notebook read in this process, once per grading
+        self.provenance: dict[str, list[provenance.Match]] = {}  # weight file -> course files
         self.timings: dict[str, float] = {"start_s": 0.0, "load_s": 0.0, "calls_s": 0.0}
 
     def _require_notebook(self) -> Path:
@@ -62,7 +73,9 @@ class Student:
         try:
             self.worker.start()
         except WorkerError as exc:
-            raise StudentError(f"while loading the notebook's definitions: {exc}") from None
+            raise StudentError(
+                f"while loading the notebook's definitions: {exc}", exc.safety_stop
+            ) from None
         reply = self.worker.setup_reply
         self.timings["start_s"] += self.worker.start_seconds
         self.timings["load_s"] += reply.get("seconds", 0.0) if reply else 0.0
@@ -81,34 +94,46 @@ class Student:
         try:
             reply = self.worker.request(message)
         except WorkerError as exc:
-            raise StudentError(f"{probe.__name__}: {exc}") from None
+            raise StudentError(f"{probe.__name__}: {exc}", exc.safety_stop) from None
         self.timings["calls_s"] += reply.get("seconds", 0.0)
         self.last_cpu_s = self.worker.last_cpu_s
         if not reply["ok"]:
             raise StudentError(f"{probe.__name__}: {reply['error']}")
         return reply["value"]
 
+    def _parse(self, what: str, read: Callable[[Path], Any]) -> Any:
+        """`read(notebook)` once per grading (a quiz asks for a dozen answers): its result, or
+        the same StudentError every time, naming the file as the student knows it."""
+        if what not in self._parsed:
+            try:
+                self._parsed[what] = read(self._require_notebook())
+            except (notebook.NotebookError, StudentError) as exc:
+                self._parsed[what] = StudentError(str(exc).replace(f"{self.path}/", ""))
+        if isinstance(self._parsed[what], StudentError):
+            raise self._parsed[what]
+        return self._parsed[what]
+
     def source(self, name: str) -> str:
         """The notebook source of definition `name`, read here without running anything."""
-        try:
-            src = notebook.source_of(self._require_notebook(), name)
-        except notebook.NotebookError as exc:  # name the file as the student knows it
-            raise StudentError(str(exc).replace(f"{self.path}/", "")) from None
-        if src is None:
+        src, _ = self._parse("definitions", notebook.definitions)
+        found = notebook.definition_in(src, name)
+        if found is None:
             raise StudentError(f"the notebook defines no `{name}`; the grader finds it by name")
-        return src
+        return found
 
     def literal(self, name: str) -> tuple[bool, Any]:
-        """(found, value) of the notebook's last `name = <literal>`, read here from the source
-        without running anything: quiz answers need no student process. `notebook.NotLiteral`
-        when the value is not a number, text or tuple."""
-        try:
-            return notebook.literal_of(self._require_notebook(), name)
-        except notebook.NotebookError as exc:
-            raise StudentError(str(exc).replace(f"{self.path}/", "")) from None
+        """(found, value) of the notebook's last `name = <literal>` (also `Q7, Q8 = 3, 4`),
+        read here from the source without running anything: quiz answers need no student
+        process. `notebook.NotLiteral` when the value is not a number, text or tuple."""
+        return notebook.literal_value(self._parse("literals", notebook.literals).get(name))
 
     def state_dict(self, file: str) -> dict[str, torch.Tensor]:
-        """A weight file loaded here with `weights_only=True`; must be a dict of tensors."""
+        """A weight file loaded here with `weights_only=True`: a dict of floating-point tensors.
+
+        An integer, bool or complex tensor holds 1 to 16 bytes of anything per number, so it
+        is refused (a table of test images packed into int64s, say); batch-norm's one-number
+        `num_batches_tracked` counters are the exception PyTorch makes itself.
+        """
         path = self.path / file
         if not path.is_file():
             raise StudentError(f"missing weight file {file}: save it next to the notebook")
@@ -125,7 +150,36 @@ class Student:
             ) from None
         if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
             raise StudentError(f"{file} is not a state_dict (a dict of tensors)")
+        for key, t in sd.items():
+            counter = str(key).endswith("num_batches_tracked") and t.numel() == 1
+            if not (t.is_floating_point() or counter):
+                raise StudentError(
+                    f"{file}: tensor {key!s} of shape {tuple(t.shape)} holds "
+                    f"{str(t.dtype).removeprefix('torch.')} numbers; graded weights must be "
+                    "floating point (save the model's own state_dict)"
+                )
         return sd
+
+    def own_weights(self, file: str) -> None:
+        """MarkWithheld when the weight file is, or holds the values of, course weights that
+        students have (dlcourse.grading.provenance): the marks such a file would earn
+        (accuracy, sample quality) are for a person to decide. Every match is a staff FLAG."""
+        shipped = [m.course_file for m in self.matches(file, self.state_dict(file)) if m.shipped]
+        if shipped:
+            raise MarkWithheld(
+                f"{file} holds the course's own weights (weights/{shipped[0]}), not weights "
+                "you trained: the marks it would earn are left for the course staff to decide"
+            )
+
+    def matches(self, file: str, sd: dict[str, torch.Tensor] | None) -> list[provenance.Match]:
+        """The course files a weight file is or holds, computed once per grading."""
+        if file not in self.provenance:
+            self.provenance[file] = provenance.file_matches(self.path / file, sd)
+        return self.provenance[file]
+
+    def weight_bytes(self, file: str) -> int:
+        """The bytes of every tensor in a weight file (element size x count, all dtypes)."""
+        return sum(t.element_size() * t.numel() for t in self.state_dict(file).values())
 
     def close(self) -> None:
         self.worker.cleanup()

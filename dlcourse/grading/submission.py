@@ -58,8 +58,9 @@ def _is_text(name: str) -> bool:
 
 
 def copy_regular_files(src: Path, dst: Path) -> None:
-    """Copy a folder's regular files and folders, never following a link (checked before)."""
-    shutil.copytree(src, dst, symlinks=True, ignore=_not_regular)
+    """Copy a folder's regular files and folders into `dst` (which may exist), never following
+    a link (checked before)."""
+    shutil.copytree(src, dst, symlinks=True, ignore=_not_regular, dirs_exist_ok=True)
 
 
 def _not_regular(folder: str, names: list[str]) -> set[str]:

@@ -1,5 +1,11 @@
 """Hidden tests for the trained MLP of pytorch_intro_1 (grade cell intro1_mlp_hidden, 10 points).
 
+The accuracy marks are computed here, in the grader, by the course's own MLP: intro1_mlp.pt must
+hold exactly the four floating-point tensors of `MLP(hidden=256)` (weights (256, 784) and (10,
+256), biases (256,) and (10,), as nn.Linear stores them, under any names), and no student code
+runs on the test images. A student's class cannot carry a table of images then, nor can weights
+of another architecture (the course's CW2 classifier, say) be passed off as an MLP.
+
 Accuracy is measured on the private test set (`dlcourse.grading.heldout`: the public test images
 under a staff-seeded intensity change, so a memorised public test set earns nothing). The
 reference weights (weights/intro1_mlp.pt, 5 epochs) reach 0.8710 on the public test images
@@ -13,10 +19,12 @@ import torch
 
 from dlcourse import data, metrics
 from dlcourse.grading import heldout, points, public
-from dlcourse.grading.student import StudentError
 
 GRADE_CELL = "intro1_mlp_hidden"
 WEIGHTS = "intro1_mlp.pt"
+HIDDEN = 256
+SHAPES = {"fc1 weight": (HIDDEN, 784), "fc1 bias": (HIDDEN,), "fc2 weight": (10, HIDDEN),
+          "fc2 bias": (10,)}  # fmt: skip
 N_PARAMS = 784 * 256 + 256 + 256 * 10 + 10  # MLP(hidden=256) as the notebook specifies
 REFERENCE_PRIVATE = 0.8701  # weights/intro1_mlp.pt on the private set (public: 0.8710)
 TIERS = (0.80, 0.83, 0.86)
@@ -34,25 +42,41 @@ def probe_logits(ns, x):
         return torch.cat([model(xb) for xb in x.split(1000)])
 
 
-def test_split() -> data.Split:
-    return heldout.private_test_split()
+def course_mlp_weights(student) -> dict[str, torch.Tensor]:
+    """The four tensors of MLP(hidden=256) in the submitted file, by their shapes; an
+    AssertionError saying what is there otherwise."""
+    sd = student.state_dict(WEIGHTS)  # floating point only (the grader's own check)
+    found = {tuple(t.shape): t for t in sd.values()}
+    shapes = sorted(tuple(t.shape) for t in sd.values())
+    assert len(sd) == 4 and set(found) == set(SHAPES.values()), (
+        f"{WEIGHTS} holds {len(sd)} tensors of shapes {shapes}; MLP(hidden=256) has exactly "
+        f"four: {sorted(SHAPES.values())} (two nn.Linear layers)"
+    )
+    return {name: found[shape].float() for name, shape in SHAPES.items()}
 
 
-def test_logits(student) -> torch.Tensor:
-    """The student's logits on the 10,000 private test images, once (or its error, once)."""
+def course_logits(student) -> torch.Tensor:
+    """Logits of the course's MLP with the submitted weights on the private test images,
+    computed here once (or its failure, once)."""
     if "logits" not in _cache:
         try:
-            order = heldout.sending_order()  # no answering by position (see heldout)
-            logits = student.run(probe_logits, x=test_split().x[order])
-            _cache["logits"] = heldout.restore_order(logits, order)
-        except StudentError as exc:
+            student.own_weights(WEIGHTS)  # a course file's accuracy is not the student's
+            w = course_mlp_weights(student)
+            x = heldout.private_test_split().x.flatten(1)
+            hidden = torch.relu(x @ w["fc1 weight"].T + w["fc1 bias"])
+            _cache["logits"] = hidden @ w["fc2 weight"].T + w["fc2 bias"]
+        except Exception as exc:  # noqa: BLE001 - re-raised for each tier, with its message
             _cache["logits"] = exc
-    if isinstance(_cache["logits"], StudentError):
+    if isinstance(_cache["logits"], Exception):
         raise _cache["logits"]
     return _cache["logits"]
 
 
-test_split.__test__ = test_logits.__test__ = False  # helpers, not tests
+def test_split() -> data.Split:
+    return heldout.private_test_split()
+
+
+test_split.__test__ = False  # a helper, not a test
 
 
 @public
@@ -75,26 +99,15 @@ def test_logits_shape(student):
 @public
 @points(1)
 def test_parameter_count(student):
-    """The weights are those of MLP(hidden=256): 203,530 parameters."""
-    n = sum(t.numel() for t in student.state_dict(WEIGHTS).values())
+    """The weights are exactly MLP(hidden=256)'s: four floating-point tensors, 203,530 numbers."""
+    w = course_mlp_weights(student)
+    n = sum(t.numel() for t in w.values())
     assert n == N_PARAMS, f"{n} parameters in {WEIGHTS}, expected {N_PARAMS}"
 
 
 def _accuracy(student) -> float:
-    """Accuracy on the private set, marked only for weights that are MLP(hidden=256)'s alone.
-
-    Strict loading lets a student's class register extra buffers; they could carry a table of
-    test images, so weights holding more numbers than the model earn no accuracy marks.
-    """
-    logits = test_logits(student)
-    assert logits.shape == (10000, 10), f"logits of shape {tuple(logits.shape)} for 10000 images"
-    acc = metrics.accuracy(logits, test_split().y)
-    n = sum(t.numel() for t in student.state_dict(WEIGHTS).values())
-    assert n == N_PARAMS, (
-        f"test accuracy {acc:.3f}, not marked: {WEIGHTS} holds {n:,} numbers, "
-        f"MLP(hidden=256) has {N_PARAMS:,}"
-    )
-    return acc
+    """Accuracy on the private set of the course's MLP with the submitted weights."""
+    return metrics.accuracy(course_logits(student), test_split().y)
 
 
 @points(2)

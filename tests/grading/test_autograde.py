@@ -1,15 +1,18 @@
 """`dlcourse autograde` on a toy course: nbgrader per student, isolated points in the gradebook.
 
 Duplicated and deleted nbgrader cells must not stop the batch, submissions stay unmodified,
-and the HTML feedback shows no hidden test code.
+and the HTML feedback shows no hidden test code and runs nothing a notebook put in it. A student
+folder whose name nbgrader would read as a pattern (`star*`) is refused, and grades no one else.
 """
 
 import csv
 import dataclasses
 import os
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from dlcourse.grading import autograde
@@ -18,6 +21,7 @@ from dlcourse.grading.sandbox import bwrap_works
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "grading"
 STUDENTS = ["good", "duplicated_cells", "deleted_cells", "missing_notebook"]
+XSS = "<img src=\"x\" onerror=\"document.title='PWNED'\"><script>document.title='PWNED'</script>"
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,6 +36,11 @@ def course(once, toy_spec, hash_tree):
         shutil.copytree(FIXTURES / "toy_source", root / "source")
         for s in STUDENTS:
             shutil.copytree(FIXTURES / "submissions" / s, root / "submitted" / s / "toy")
+        xss = shutil.copytree(FIXTURES / "submissions" / "good", root / "submitted" / "xss" / "toy")
+        nb = nbformat.read(xss / "toy.ipynb", as_version=4)
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell(f"My notes {XSS}"))
+        nbformat.write(nb, xss / "toy.ipynb")
+        shutil.copytree(FIXTURES / "submissions" / "good", root / "submitted" / "star*" / "toy")
         before = hash_tree(root / "submitted")
         db = f"sqlite:///{root / 'elsewhere.db'}"  # --db: any SQLAlchemy URL, e.g. PostgreSQL
         reports = autograde.autograde("toy", toy_spec, root, db, jobs=2, progress=False)
@@ -48,12 +57,14 @@ def course(once, toy_spec, hash_tree):
 
 def test_every_student_graded_with_gradebook_totals(course):
     _, reports, _, _ = course
-    # notebook-level add test (1) + isolated cell toy_hidden (7)
+    # the check cell toy_add_test (1) + the hidden-test cell toy_hidden (7), both isolated
     assert {s: (r.total, r.max_total) for s, r in reports.items()} == {
         "good": (8, 8),
         "duplicated_cells": (8, 8),
         "deleted_cells": (8, 8),
+        "xss": (8, 8),
         "missing_notebook": (None, None),  # nbgrader has no notebook to grade
+        "star*": (None, None),  # refused at intake
     }
     assert reports["missing_notebook"].errors == [
         "missing toy.ipynb: nothing for nbgrader to grade"
@@ -75,7 +86,7 @@ def test_missing_notebook_is_an_error_not_a_silent_zero(course):
     root, reports, _, _ = course
     r = reports["missing_notebook"]
     # every fixture here shares one toy.pt, so each is also flagged (test_gradebook_comment)
-    assert r.isolated.status == "error (5 tests could not be computed) - FLAGGED"
+    assert r.isolated.status == "error (6 tests could not be computed) - FLAGGED"
     rows = {
         row["student"]: row
         for row in csv.DictReader((root / "grades" / "toy" / "marks_with_notebook.csv").open())
@@ -83,6 +94,16 @@ def test_missing_notebook_is_an_error_not_a_silent_zero(course):
     assert rows["missing_notebook"]["total"] == "error"
     assert rows["missing_notebook"]["status"] == "missing toy.ipynb: nothing for nbgrader to grade"
     assert rows["good"]["total"] == "8"
+
+
+def test_a_wildcard_in_a_folder_name_is_refused_and_grades_no_one_else(course):
+    root, reports, _, _ = course
+    assert reports["star*"].errors == [
+        "submitted/star*: the folder name holds a wildcard character (* ? [ ]), which nbgrader "
+        "would read as a pattern and autograde other students; rename it"
+    ]
+    assert not (root / "autograded" / "star*").exists()
+    assert reports["good"].total == 8
 
 
 def test_submissions_unmodified(course):
@@ -94,22 +115,50 @@ def test_feedback_without_hidden_test_code(course):
     root, _, _, _ = course
     html = (root / "feedback" / "good" / "toy" / "toy.html").read_text()
     assert "Hidden tests for Net" in html  # the cell is shown with its explanation ...
-    assert "IsolatedCellNotRun: toy_hidden: marked by the course's isolated grader" in html
+    assert "Isolated grader: 7 of 7 points" in html  # ... and the isolated grader's verdict
     for secret in ("SECRET-ADD-CHECK", "BEGIN HIDDEN", "TEACHER", "probe_logits", "def test_"):
         assert secret not in html  # ... but no hidden test, in the notebook or the isolated ones
     summary = (root / "feedback" / "good" / "toy" / "isolated_tests.txt").read_text()
-    assert summary.startswith("toy - good: 7/7 (complete - FLAGGED)")
+    assert summary.startswith("toy - good: 8/8 (complete - FLAGGED)")
     page = (root / "feedback" / "good" / "toy" / "report.html").read_text()
-    assert "toy: feedback for good" in page and "<strong>7 / 7</strong>" in page
+    assert "toy: feedback for good" in page and "<strong>8 / 8</strong>" in page
     for secret in ("SECRET-ADD-CHECK", "TEACHER", "probe_logits", "def test_"):
         assert secret not in page
+
+
+class _Active(HTMLParser):
+    """Elements that would run something: scripts, and event-handler attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        handlers = [name for name, _ in attrs if name.startswith("on")]
+        if tag == "script" or handlers:
+            self.found.append(f"<{tag} {' '.join(handlers)}>")
+
+
+def test_feedback_runs_nothing_the_notebook_put_in_it(course):
+    root, _, _, _ = course
+    html = (root / "feedback" / "xss" / "toy" / "toy.html").read_text()
+    assert "My notes" in html  # shown, as text
+    active = _Active()
+    active.feed(html)
+    assert active.found == []
+    head = html[: html.index("</head>")]
+    assert 'http-equiv="Content-Security-Policy"' in head and "default-src 'none'" in head
 
 
 def test_gradebook_csv_exported(course):
     root, _, _, _ = course
     assert (root / "elsewhere.db").is_file() and not (root / "gradebook.db").exists()
-    rows = list(csv.DictReader((root / "grades" / "toy" / "gradebook.csv").open()))
-    assert {r["student_id"] for r in rows} >= {"good", "deleted_cells"}
+    rows = {
+        r["student_id"]: r
+        for r in csv.DictReader((root / "grades" / "toy" / "gradebook.csv").open())
+    }
+    assert set(rows) >= {"good", "deleted_cells"}
+    assert (rows["good"]["score"], rows["good"]["status"]) == ("8.0", "final")
 
 
 def test_gradebook_comment_says_sandboxed_and_flags_shared_weights(course):

@@ -5,14 +5,12 @@ for, and then said everywhere.
 """
 
 import csv
-import io
 import os
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
-import torch
+from attack_fixtures import zip_bomb
 
 from dlcourse.cli import main
 from dlcourse.grading import runner, sandbox, submission
@@ -25,21 +23,6 @@ TOY = ["--assignment", "toy", "--tests", str(FIXTURES / "toy_tests")]
 BAD_NAME = os.fsdecode(b"caf\xe9-latin1")  # not valid UTF-8
 
 pytestmark = pytest.mark.skipif(not sandbox.bwrap_works(), reason="needs a working bubblewrap")
-
-
-def _zip_bomb(path: Path, unpacked_mb: int) -> None:
-    """A torch.save file whose one tensor is stored deflated: tiny on disk, huge unpacked."""
-    buf = io.BytesIO()
-    torch.save({"fc1.weight": torch.zeros(2)}, buf)
-    with zipfile.ZipFile(buf) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            if info.filename.endswith("data/0"):
-                with dst.open(info.filename, "w", force_zip64=True) as f:
-                    block = bytes(2**20)
-                    for _ in range(unpacked_mb):
-                        f.write(block)
-            else:
-                dst.writestr(info.filename, src.read(info.filename))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +38,7 @@ def cohort(tmp_path_factory, toy_spec):
     fifo = subs["fifo"] = shutil.copytree(SUBMISSIONS / "nan_output", base / "fifo")
     os.mkfifo(fifo / "notes")
     bomb = subs["bomb"] = shutil.copytree(SUBMISSIONS / "nan_output", base / "bomb")
-    _zip_bomb(bomb / "toy.pt", 600)
+    zip_bomb(bomb / "toy.pt", 600)
     ref = subs["reference"] = shutil.copytree(SUBMISSIONS / "nan_output", base / "reference")
     shutil.copy(WEIGHTS_DIR / "intro1_mlp.pt", ref / "toy.pt")
     given = [*subs.values(), subs["good"], base / "does-not-exist"]  # one twice, one missing
@@ -71,7 +54,7 @@ def test_every_folder_gets_one_row(cohort):
     assert set(docs) == expected
     rows = {r["submission"]: r for r in csv.DictReader((out / "marks.csv").open())}
     assert set(rows) == expected
-    assert rows[bad]["score"] == "4"  # graded as usual (nan_output scores 4/7)
+    assert rows[bad]["score"] == "5"  # graded as usual (nan_output scores 5/8)
     assert "is not a folder" in rows["does-not-exist"]["status"]
 
 
@@ -93,7 +76,7 @@ def test_copied_weights_are_flagged(cohort):
     notes = "\n".join(docs["good"].all_notes)
     assert "FLAG: toy.pt is identical to the weights submitted by prints" in notes
     assert docs["good"].status == "complete - FLAGGED"
-    assert docs["good"].score == 7  # a flag is for staff to look at, not a mark
+    assert docs["good"].score == 8  # a flag is for staff to look at, not a mark
     ref = docs["reference"].flags
     assert ref == ["toy.pt is identical to the course's reference file weights/intro1_mlp.pt"]
     rows = {r["submission"]: r for r in csv.DictReader((out / "marks.csv").open())}
@@ -110,7 +93,7 @@ def test_no_sandbox_means_no_grading(monkeypatch, tmp_path, toy_spec, capsys):
     assert main(args) == 2
     assert "bubblewrap" in capsys.readouterr().err and not (tmp_path / "marks.csv").exists()
     assert main([*args, "--unsandboxed"]) == 0
-    assert "good: 7/7 (complete - NOT SANDBOXED)" in capsys.readouterr().out
+    assert "good: 8/8 (complete - NOT SANDBOXED)" in capsys.readouterr().out
     graded = GradingResults.read(tmp_path / "good" / "results.json")
     assert graded.sandboxed is False and "NOT SANDBOXED" in "\n".join(graded.all_notes)
     row = next(csv.DictReader((tmp_path / "marks.csv").open()))

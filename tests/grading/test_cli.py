@@ -37,9 +37,9 @@ def test_validate_names_what_is_wrong(capsys):
 def test_grade_writes_results_and_csv(tmp_path, capsys):
     sub = FIXTURES / "submissions" / "missing_weights"
     assert main(["grade", str(sub), *TOY, "--out", str(tmp_path)]) == 0
-    assert "missing_weights: 2/7 (error (4 tests could not be computed))" in capsys.readouterr().out
+    assert "missing_weights: 3/8 (error (4 tests could not be computed))" in capsys.readouterr().out
     assert (tmp_path / "missing_weights" / "results.json").is_file()
-    assert "missing_weights,2,7," in (tmp_path / "marks.csv").read_text()
+    assert "missing_weights,3,8," in (tmp_path / "marks.csv").read_text()
 
 
 def test_bad_arguments_get_messages(tmp_path, capsys):

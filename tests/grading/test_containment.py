@@ -19,7 +19,7 @@ SUBMISSIONS = Path(__file__).resolve().parents[1] / "fixtures" / "grading" / "su
 
 ALL = [
     "test_add", "test_logits_shape", "test_parameter_count",
-    "test_logits_finite", "test_accuracy", "test_add_has_no_loop",
+    "test_logits_finite", "test_accuracy", "test_add_by_hand", "test_add_has_no_loop",
 ]  # fmt: skip
 LOGITS = ["test_logits_shape", "test_logits_finite", "test_accuracy"]
 
@@ -29,19 +29,20 @@ def each(tests, outcome, text):
 
 
 NO_NOTEBOOK = [t for t in ALL if t != "test_parameter_count"]
+ADD = ["test_add", "test_add_by_hand"]
 NEEDS_WEIGHTS = [*LOGITS, "test_parameter_count"]
-# case -> (score out of 7, {test: (outcome, text in its output)}); unlisted tests pass.
+# case -> (score out of 8, {test: (outcome, text in its output)}); unlisted tests pass.
 CASES = {
-    "good": (7, {}),
+    "good": (8, {}),
     "missing_notebook": (1, each(NO_NOTEBOOK, "error", "missing toy.ipynb")),
     "corrupt_notebook": (1, each(NO_NOTEBOOK, "error", "toy.ipynb is not a readable notebook")),
-    "missing_weights": (2, each(NEEDS_WEIGHTS, "error", "missing weight file toy.pt")),
+    "missing_weights": (3, each(NEEDS_WEIGHTS, "error", "missing weight file toy.pt")),
     "corrupt_weights": (
-        2,
+        3,
         each(NEEDS_WEIGHTS, "error", "toy.pt cannot be loaded with torch.load(weights_only=True)"),
     ),
     "misshaped_weights": (
-        3,
+        4,
         each(
             LOGITS,
             "error",
@@ -50,7 +51,7 @@ CASES = {
         ),
     ),
     "nan_output": (
-        4,
+        5,
         {
             "test_logits_finite": ("failed", "the logits contain NaN or inf"),
             "test_accuracy": ("failed", "is below 0.95"),
@@ -59,15 +60,15 @@ CASES = {
     "raising": (
         2,
         {
-            "test_add": ("error", "ValueError: add is not written yet"),
+            **each(ADD, "error", "ValueError: add is not written yet"),
             **each(LOGITS, "error", "RuntimeError: forward is not written yet"),
         },
     ),
-    "hanging": (3, each(LOGITS, "error", "timed out after 10 s (call limit)")),
-    "memory": (3, each(LOGITS, "error", "out of memory: the student process used")),
-    "prints": (7, {}),
-    "monkeypatch": (5, {"test_accuracy": ("failed", "accuracy 0.355 is below 0.95")}),
-    "snoop": (7, {}),
+    "hanging": (4, each(LOGITS, "error", "CPU seconds without an answer")),
+    "memory": (4, each(LOGITS, "error", "out of memory: the student's processes used")),
+    "prints": (8, {}),
+    "monkeypatch": (6, {"test_accuracy": ("failed", "accuracy 0.355 is below 0.95")}),
+    "snoop": (8, {}),
 }
 
 pytestmark = pytest.mark.skipif(not bwrap_works(), reason="needs a working bubblewrap")
@@ -103,7 +104,7 @@ def test_case_message_and_marks(graded, case):
         assert text in t.output, (name, t.output)
         if outcome == "error":
             assert t.output.startswith("error: "), t.output
-    assert doc.score == score and doc.max_score == 7
+    assert doc.score == score and doc.max_score == 8
     errors = sum(o == "error" for o, _ in expected.values())
     status = doc.status.removesuffix(" - FLAGGED")  # shared toy.pt: see below
     assert status == (f"error ({errors} tests could not be computed)" if errors else "complete")
@@ -124,12 +125,12 @@ def test_outputs_written(graded):
             {"name", "score", "max_score", "output", "visibility"} <= set(t) for t in gs["tests"]
         )
         summary = (out / case / "summary.txt").read_text()
-        assert summary.startswith(f"toy - {case}: {gs['score']:g}/7")
+        assert summary.startswith(f"toy - {case}: {gs['score']:g}/8")
     rows = {r["submission"]: r for r in csv.DictReader((out / "marks.csv").open())}
     assert set(rows) == set(CASES)
     assert rows["hanging"]["test_toy::test_accuracy"] == "error"
     assert rows["nan_output"]["test_toy::test_accuracy"] == "0"
-    assert rows["good"]["score"] == "7"
+    assert rows["good"]["score"] == "8"
 
 
 def test_feedback_hides_test_code(graded):
@@ -153,8 +154,8 @@ def test_resumable(graded, toy_spec, tmp_path):
     mtime = (tmp_path / "good" / "results.json").stat().st_mtime_ns
     cohort = runner.grade_many([SUBMISSIONS / "good"], toy_spec, tmp_path, progress=False)
     assert (tmp_path / "good" / "results.json").stat().st_mtime_ns == mtime
-    assert cohort["good"].score == 7
-    assert "good,7,7,complete" in (tmp_path / "marks.csv").read_text()
+    assert cohort["good"].score == 8
+    assert "good,8,8,complete" in (tmp_path / "marks.csv").read_text()
 
 
 def test_unsandboxed_run_says_so_and_sees_more(tmp_path, toy_spec, hash_tree):

@@ -1,9 +1,9 @@
 """Every grader_tests/<assignment>/ keeps the contract: @points on each test, a grade cell for
-each (its own @grade_cell or the module's GRADE_CELL), and the points of a cell's tests equal to
-that cell's points in the source notebook."""
+each (its own @grade_cell or the module's GRADE_CELL), the points of a cell's tests equal to
+that cell's points in the source notebook, and every autograder test cell of every notebook
+marked by such tests: a point nbgrader's own pass would give comes from the student's kernel."""
 
 import importlib.util
-import re
 from pathlib import Path
 
 import nbformat
@@ -26,13 +26,25 @@ def cell_points(assignment: str) -> dict[str, float]:
     return points
 
 
-def isolated_cells(assignment: str) -> set[str]:
-    """Grade cells whose body is `isolated_cell("<grade_id>")`: the grader must mark them."""
+def autograder_cells(assignment: str) -> set[str]:
+    """Graded cells that are not written answers: the autograder's, which only the isolated
+    grader may mark."""
     found = set()
     for nb_path in course.get(assignment).notebooks:
         for cell in nbformat.read(nb_path, as_version=4).cells:
-            found.update(re.findall(r"isolated_cell\(\s*[\"']([^\"']+)[\"']", cell.source))
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade") and not meta.get("solution"):
+                found.add(meta["grade_id"])
     return found
+
+
+def test_every_assignment_with_test_cells_has_hidden_tests():
+    missing = [
+        a.name
+        for a in course.assignments()
+        if autograder_cells(a.name) and a.name not in ASSIGNMENTS
+    ]
+    assert not missing, f"test cells that no isolated grader marks: {missing}"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -52,8 +64,8 @@ def test_grade_cells_match_the_notebook(assignment):
             assert isinstance(cell, str), f"{path}: {f.__name__} has no GRADE_CELL or @grade_cell"
             totals[cell] = totals.get(cell, 0.0) + f._dlcourse_points
     notebook = cell_points(assignment)
-    untested = sorted(isolated_cells(assignment) - set(totals))
-    assert not untested, f"{assignment}: isolated cells that no hidden test marks: {untested}"
+    untested = sorted(autograder_cells(assignment) - set(totals))
+    assert not untested, f"{assignment}: test cells that no hidden test marks: {untested}"
     for cell, total in totals.items():
         assert cell in notebook, f"{assignment}: GRADE_CELL {cell} is not a grade cell"
         assert notebook[cell] == total, f"{cell}: notebook {notebook[cell]:g}, tests {total:g}"

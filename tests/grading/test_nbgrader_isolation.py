@@ -4,6 +4,12 @@ A hostile student who knows the course's real path tries what worked before: rea
 tests and the solution, write into the gradebook and another student's submission, copy the
 instructor notebook into its own folder and leave a process behind to change the gradebook
 after the run. A submission holding a symbolic link is refused, and the batch goes on.
+
+The bypass student tries to take the marks instead: wrong code, a kernel that deletes its
+environment (NBGRADER_EXECUTION too), makes every check pass and swallows every exception, and
+a weight file that makes the isolated grader refuse the submission (a zip that claims 600 MB),
+so that no isolated result would override what nbgrader's pass saw. It must score exactly what
+an honest student with the same work and the same file scores.
 """
 
 import json
@@ -17,6 +23,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from attack_fixtures import KERNEL_BYPASS, zip_bomb
 
 from dlcourse.course import ROOT
 from dlcourse.grading.sandbox import bwrap_works
@@ -52,6 +59,8 @@ subprocess.Popen(["sh", "-c", "sleep 3; echo PWNED >> {root}/gradebook.db"], sta
 print("SEEN", json.dumps(seen))
 """
 
+WRONG_ADD = ("return a + b", "return a - b")
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not bwrap_works(), reason="needs a working bubblewrap"),
@@ -71,6 +80,14 @@ def course(tmp_path_factory, hash_tree):
     code = HOSTILE.format(root=str(root), survivor=SURVIVOR)
     nb.cells.insert(2, nbformat.v4.new_code_cell(code))
     nbformat.write(nb, hostile / "toy.ipynb")
+    for student, cells in (("bypass", [KERNEL_BYPASS]), ("honest_refused", [])):
+        folder = shutil.copytree(good, root / "submitted" / student / "toy")
+        nb = nbformat.read(folder / "toy.ipynb", as_version=4)
+        add = next(c for c in nb.cells if WRONG_ADD[0] in c.source)
+        add.source = add.source.replace(*WRONG_ADD)
+        nb.cells[1:1] = [nbformat.v4.new_code_cell(c) for c in cells]
+        nbformat.write(nb, folder / "toy.ipynb")
+        zip_bomb(folder / "toy.pt", 600)
     linked = shutil.copytree(good, root / "submitted" / "linked" / "toy")
     (linked / "toy.pt").unlink()
     (linked / "toy.pt").symlink_to(root / "submitted" / "good" / "toy" / "toy.pt")
@@ -91,6 +108,30 @@ def _score(root: Path, student: str) -> tuple[float, float]:
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "dl-course") as gb:
         sub = gb.find_submission("toy", student)
         return sub.score, sub.max_score
+
+
+def _cells(root: Path, student: str) -> dict[str, tuple[float, bool]]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", "dl-course") as gb:
+        return {
+            cell: (g.score, g.needs_manual_grade)
+            for cell in ("toy_add_test", "toy_hidden")
+            for g in [gb.find_grade(cell, "toy", "toy", student)]
+        }
+
+
+def test_a_kernel_that_fakes_its_passes_gains_nothing(course):
+    root = course[0]
+    # Before: 7/7 for the bypass (its kernel passed every cell, the isolated grader refused the
+    # submission and overrode nothing). Now nbgrader's pass gives a test cell nothing, and the
+    # refused submission's cells wait for a person: 0, needing a grade, exactly as the honest one.
+    waiting = {"toy_add_test": (0.0, True), "toy_hidden": (0.0, True)}
+    assert _cells(root, "bypass") == _cells(root, "honest_refused") == waiting
+    assert _score(root, "bypass") == _score(root, "honest_refused") == (0, 8)
+    out = nbformat.read(root / "autograded" / "bypass" / "toy" / "toy.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    assert "waits for a person: error: submission refused: toy.pt unpacks to 600 MB" in text
 
 
 def test_plain_nbgrader_writes_the_isolated_marks(course):

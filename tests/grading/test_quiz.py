@@ -74,3 +74,31 @@ def test_marks_and_messages(tmp_path):
         quiz.expect(s, "Q5", 1)
     with pytest.raises(AssertionError, match="Q6 is not answered"):
         quiz.expect(s, "Q6", 1)
+
+
+def test_tuple_and_chained_answers_are_read(tmp_path):
+    path = write(tmp_path, "Q7, Q8 = 3, 'a'\nQ9 = Q10 = 2.5\n(Q11, (Q12, Q13)) = (1, (2, 3))")
+    found = {n: notebook.literal_of(path, n) for n in ("Q7", "Q8", "Q9", "Q10", "Q11", "Q13")}
+    assert found == {
+        "Q7": (True, 3), "Q8": (True, "a"), "Q9": (True, 2.5), "Q10": (True, 2.5),
+        "Q11": (True, 1), "Q13": (True, 3),
+    }  # fmt: skip
+    assert notebook.literal_of(write(tmp_path, "Q1, *rest = 1, 2, 3"), "Q1") == (False, None)
+
+
+def test_the_notebook_is_parsed_once_per_grading(tmp_path, monkeypatch):
+    s = student(tmp_path, "\n".join(f"Q{i} = {i}" for i in range(1, 13)))
+    calls = []
+    real = notebook.literals
+    monkeypatch.setattr(notebook, "literals", lambda p: calls.append(p) or real(p))
+    for i in range(1, 13):
+        quiz.expect(s, f"Q{i}", i)
+    assert len(calls) == 1
+
+
+def test_oversized_code_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    big = "Q1 = (" + "1, " * 60_000 + ")"  # 180,000 characters in one cell
+    s = student(tmp_path, big, "Q2 = 2")
+    monkeypatch.setattr(notebook.ast, "parse", lambda *a, **k: pytest.fail("parsed"))
+    with pytest.raises(Exception, match=r"quiz.ipynb: cell 0 holds 180,00\d characters of code"):
+        quiz.expect(s, "Q2", 2)

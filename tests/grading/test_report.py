@@ -131,7 +131,7 @@ def _read(out: Path, sid: str) -> GradingResults:
 @pytest.mark.slow
 def test_toy_marks_are_the_tests_own(toy):
     good, raising = _read(toy, "good"), _read(toy, "raising")
-    assert good.score == good.max_score == 9 and not good.errors
+    assert good.score == good.max_score == 10 and not good.errors
     outcomes = {t.name: t.outcome for t in raising.tests}
     assert outcomes["test_toy::test_parameter_count"] == "passed"
     assert outcomes["test_toy_report::test_accuracy_tiers"] == "error"
@@ -163,7 +163,7 @@ def test_measurements_written_after_the_tests_and_read_back_safely(toy):
 @pytest.mark.slow
 def test_report_shows_marks_tiers_and_plots_without_test_code(toy):
     html = (toy / "good" / report.REPORT).read_text()
-    assert "toy: feedback for good" in html and "<strong>9 / 9</strong>" in html
+    assert "toy: feedback for good" in html and "<strong>10 / 10</strong>" in html
     assert "Accuracy at least 0.5, with the report&#39;s measurements." in html
     assert html.count('src="data:image/png;base64,') == 2 + 4  # confusion, bars; 4 sums
     assert 'your result</td><td class="num">100.0%' in html and "reached tier 2" in html

@@ -165,9 +165,9 @@ def test_rerun_with_wait_follows_the_queued_jobs(runs):
     assert runs["release"] == [0, 0]
     r = runs["followed"]
     assert r["rc"] == 0, r["out"][-3000:] + r["err"][-3000:]
-    assert "nothing new to submit" in r["out"] and "raising: 2/7" in r["out"]
+    assert "nothing new to submit" in r["out"] and "raising: 2/8" in r["out"]
     rows = _rows(runs["csv"])
-    assert rows["good"]["score"] == "7"
+    assert rows["good"]["score"] == "8"
     assert rows["raising"]["status"].startswith("error (4 tests could not be computed)")
 
 
@@ -176,7 +176,7 @@ def test_rerun_when_all_current_submits_nothing(runs):
     assert r["rc"] == 0, r["err"]
     assert "nothing to submit: the 2 results are current" in r["out"]
     assert runs["new_runs"] == [] and runs["queue_after"] == []
-    assert "good: 7/7" in r["out"]
+    assert "good: 8/8" in r["out"]
 
 
 def test_autograde_on_sqlite_serialises_nbgrader_in_the_merge_job(runs):
@@ -185,7 +185,7 @@ def test_autograde_on_sqlite_serialises_nbgrader_in_the_merge_job(runs):
     assert "is sqlite, which takes one writer at a time" in r["out"]
     assert "nothing new to grade" in r["out"]  # isolated results current: no array job
     rows = {row["student"]: row for row in csv.DictReader(io.StringIO(runs["autograde_marks"]))}
-    assert rows["good"]["total"] == "8" and rows["good"]["isolated"] == "7"
+    assert rows["good"]["total"] == "8" and rows["good"]["isolated"] == "8"
 
 
 # -- without a cluster -------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Grader-side reading of a submission: weights, sources, contract helpers."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -44,10 +43,9 @@ def test_points_and_public_markers():
         points(0)
 
 
-def test_isolated_cell(monkeypatch):
+def test_isolated_cell_does_nothing_wherever_it_runs(monkeypatch):
+    # Its cell's score comes from the isolated grader alone: no environment changes that.
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    isolated_cell("x")  # a student's kernel: nothing happens
+    assert isolated_cell("x") is None
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    with pytest.raises(RuntimeError, match="x: marked by the course's isolated grader"):
-        isolated_cell("x")
-    assert os.environ["NBGRADER_EXECUTION"] == "autograde"
+    assert isolated_cell("x") is None
