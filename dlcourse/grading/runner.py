@@ -6,8 +6,11 @@ submission's grading away from the others; inside it, one student worker serves 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -70,8 +73,11 @@ def grade_submission(
     out_dir: Path,
     sandbox: bool = True,
     public_only: bool = False,
+    progress: Callable[[dict], None] | None = None,
 ) -> GradingResults:
-    """Run the hidden (or only the public) tests on one submission; write results and summary."""
+    """Run the hidden (or only the public) tests on one submission; write results and summary.
+    `progress` is called with {"collected": n}, then {"start": name} and {"test", "outcome",
+    "output"} for each test as it starts and finishes (from another thread)."""
     folder = Path(folder).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     graded = GradingResults(spec.name, submission.display_name(folder), sandboxed=sandbox)
@@ -102,7 +108,15 @@ def grade_submission(
     env = {**os.environ, **GRADER_ENV}
     env.pop("NBGRADER_EXECUTION", None)
     timeout = spec.limits.wall_s + GRADER_SLACK_S
-    code, log = grader_process.run_pytest(cmd, env, out_dir, timeout)
+    follower = _Follower(out_dir / ".progress.jsonl", progress) if progress else None
+    if follower:
+        cmd += ["--progress", str(follower.path)]
+        follower.start()
+    try:
+        code, log = grader_process.run_pytest(cmd, env, out_dir, timeout)
+    finally:
+        if follower:
+            follower.stop()
     if code is None:
         log = f"grader timed out after {timeout:g} s"
     results.write_atomic(out_dir / "grader.log", log)  # staff only: may show test code
@@ -116,6 +130,39 @@ def grade_submission(
     graded.add_flags(_reference_flags(hashes))
     graded.write(out_dir, title)
     return graded
+
+
+class _Follower(threading.Thread):
+    """Passes each JSON line the grader process appends to `path` on to `callback`."""
+
+    def __init__(self, path: Path, callback: Callable[[dict], None]) -> None:
+        super().__init__(daemon=True)
+        self.path, self.callback = path, callback
+        path.unlink(missing_ok=True)
+        self.done = threading.Event()
+        self.offset = 0
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self.read()
+        self.read()
+
+    def read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            self.callback(json.loads(line))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.path.unlink(missing_ok=True)
 
 
 def grade_cached(folder: Path, spec: Spec, out_dir: Path, sandbox: bool = True) -> GradingResults:

@@ -260,9 +260,8 @@ class Worker:
     def note(self) -> str:
         if self.sandboxed:
             return "student code ran in a bubblewrap sandbox (no network, no grader files)"
-        return (
-            "NOT SANDBOXED: graded with --unsandboxed; student code ran in a limited process only"
-        )
+        # not "--unsandboxed": `dlcourse validate` also runs so where bubblewrap cannot
+        return "NOT SANDBOXED: student code ran in a limited process only, not in bubblewrap"
 
     def start(self) -> None:
         """Start the process, wait until it has imported torch, then send `setup`."""
