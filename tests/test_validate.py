@@ -130,3 +130,13 @@ def test_no_sandbox_is_not_blamed_on_a_flag_nobody_passed(tmp_path):
     student passed --unsandboxed."""
     note = Worker(tmp_path, spec.Limits(), sandbox=False).note
     assert "NOT SANDBOXED" in note and "--unsandboxed" not in note
+
+
+def test_what_the_grader_refuses_is_said_before_anything_runs(capsys, tmp_path):
+    tests, sub = _untested_assignment(tmp_path, "X = 1\n")
+    (sub / "elsewhere").symlink_to("/etc/passwd")
+    args = ["validate", str(sub), "--assignment", "t", "--tests", str(tests), *SANDBOX]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  submission can be graded" in out and "elsewhere" in out
+    assert "PASS" not in out and "starting" not in out

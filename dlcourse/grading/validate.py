@@ -2,8 +2,9 @@
 
 It runs with the course's grading engine, as grading does: the assignment's @public tests
 (files, shapes, loading, limits; never accuracy) in a grader process, the student's code in the
-sandboxed worker. Every assignment also gets checks of its own first: the submitted files are
-there, the notebook is a notebook the grader can read, each weight file loads as a state_dict
+sandboxed worker. Every assignment also gets checks of its own first: the folder holds nothing
+the grader refuses (links, special files, oversized files), the submitted files are there, the
+notebook is a notebook the grader can read, each weight file loads as a state_dict
 with `weights_only=True`; and an assignment without @public tests (the tutorials and quizzes)
 gets the one check that makes sense for all of them, that the notebook's definitions load in
 the grader's student process as the hidden tests will need them. Nothing here knows a hidden
@@ -107,8 +108,13 @@ class Validation:
 
     def own_checks(self) -> bool:
         """Files, the notebook's form, the weight files; whether the notebook can be read."""
+        from dlcourse.grading import submission
         from dlcourse.grading.student import Student, StudentError, notebook
 
+        refused = submission.problems(self.folder, self.spec.notebook, self.spec.weights)
+        if refused:  # as the grader refuses it: links, special files, oversized files
+            self.record("submission can be graded", "; ".join(refused), refused)
+            return False
         advice = {self.spec.notebook: "submit the notebook under this name"}
         self.record(
             f"files: {', '.join([self.spec.notebook, *self.spec.weights])}",
