@@ -39,8 +39,10 @@ else:
     _TORCH_IMPORT_ERROR = None
 
 SMOKE_ADVICE = (
-    "Set DLCOURSE_SMOKE=1 to run a notebook in smoke mode (a small real subset of the data and a "
-    "few steps), or load the course's reference weights from weights/ instead of training."
+    "Set DLCOURSE_SMOKE=1 to try a notebook in smoke mode (a small real subset of the data and a "
+    "few steps) before the full run; smoke-mode weights score nothing, so train the models you "
+    "submit in full mode, on a GPU where you can (Colab, the department's cluster: the kit's "
+    "README)."
 )
 
 
@@ -271,8 +273,9 @@ def advice(device: torch.device, fell_back: bool) -> list[str]:
         tips.append(SMOKE_ADVICE)
         if torch.version.cuda is None and shutil.which("nvidia-smi"):
             tips.append(
-                "nvidia-smi exists but this torch is a CPU-only build: install a CUDA build of "
-                "torch (see pytorch.org, 'Get started')."
+                "nvidia-smi exists but this torch is a CPU-only build: in the kit's folder, "
+                "`pip install --force-reinstall -c constraints.txt torch torchvision` installs "
+                "the CUDA build of the same version from PyPI (the kit's README, Install)."
             )
         elif "SLURM_JOB_ID" in os.environ:
             tips.append("On the cluster, ask Slurm for a GPU: srun/sbatch --gres=gpu:1 ...")
@@ -359,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if torch is None:
         error = (
-            f"torch cannot be imported ({_TORCH_IMPORT_ERROR}). Install it with "
-            "`pip install torch` (see pytorch.org for the CUDA build that matches your GPU), "
-            "or run `make test` in the course kit, which sets up .venv for you."
+            f"torch cannot be imported ({_TORCH_IMPORT_ERROR}). Install the course kit first, as "
+            "its README says (in a venv, in the kit's folder: `pip install -c constraints.txt "
+            "-e .`), then run this again with that venv's Python."
         )
         if args.json:
             print(json.dumps({"ok": False, "error": error}))

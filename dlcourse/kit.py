@@ -64,7 +64,7 @@ GRADING_ENGINE = (
     "__init__.py", "commands.py", "compare.py", "grader_process.py", "heldout.py",
     "measurements.py", "plugin.py", "protocol.py", "provenance.py", "quiz.py", "results.py",
     "runner.py", "sandbox.py", "spec.py", "student.py", "submission.py", "unavailable.py",
-    "worker.py",
+    "validate.py", "worker.py",
 )  # fmt: skip
 # Functions of shipped modules whose (function-level) imports of staff-only modules never run in
 # the kit: the staff commands its CLI does not register, the cohort reports `validate` never
@@ -79,7 +79,8 @@ CI_FILES = (
     ("push-check.sh", "ci/push-check.sh"),
     ("gitignore", ".gitignore"),
 )
-RELEASED_HASHES = "ci/released.sha256"  # sha256 of each release notebook: started or not
+# sha256 of each release notebook, read by the kit's course.started(): started or not.
+RELEASED_HASHES = "ci/released.sha256"
 
 # The only weight files that ship: instruments the notebooks use, not answers to any task.
 COURSE_WEIGHTS: dict[str, str] = weights.SHIPPED
@@ -92,6 +93,10 @@ INSTRUCTOR_DIRS = (*course.SOURCE_TREES, "grader_tests")
 # (Jupyter, batch execution).
 STAFF_DEPENDENCIES = ("nbgrader", "nbclient", "jinja2", "psycopg2-binary")
 STUDENT_EXTRA_DEPENDENCIES = ("jupyterlab", "nbconvert", "pytest")  # pytest: `dlcourse validate`
+# The kit's Python floor: lower than the repository's (nbgrader, staff-only, needs 3.11);
+# constraints.txt pins older releases for 3.10 where its newest pins need 3.11, and
+# tests/test_pins.py resolves the kit's dependencies on each Python from 3.10 to 3.13.
+KIT_REQUIRES_PYTHON = ">=3.10"
 
 
 class KitError(RuntimeError):
@@ -106,7 +111,7 @@ class KitSummary:
     assignments: list[str] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
     weights: list[str] = field(default_factory=list)
-    checks: list[str] = field(default_factory=list)  # assignments with public checks
+    checks: list[str] = field(default_factory=list)  # assignments with @public tests
 
 
 def assessed_weight_hashes() -> dict[str, str]:
@@ -428,7 +433,7 @@ def kit_pyproject() -> str:
         f"version = {json.dumps(project['version'])}\n"
         'description = "Student kit of the deep-learning course: notebooks and helper package"\n'
         'readme = "README.md"\n'
-        f"requires-python = {json.dumps(project['requires-python'])}\n"
+        f"requires-python = {json.dumps(KIT_REQUIRES_PYTHON)}\n"
         f"dependencies = [\n{dep_lines}]\n\n"
         "[project.scripts]\n"
         'dlcourse = "dlcourse.cli:main"\n\n'
@@ -476,7 +481,8 @@ def _write(kit: Path) -> KitSummary:
     summary.assignments = _copy_release(kit)
     summary.modules = _copy_package(kit)
     summary.weights = _copy_weights(kit)
-    summary.checks = list(public_checks.build(kit / "public_checks"))
+    written = public_checks.build(kit / "public_checks", summary.assignments)
+    summary.checks = [name for name, files in written.items() if files]
     _copy_ci(kit, summary.assignments)
     for name in ("gpu_check.py", "constraints.txt"):
         shutil.copy2(course.ROOT / name, kit / name)
@@ -541,7 +547,7 @@ def main(dest: str, force: bool = False) -> int:
     print(f"  release/: {', '.join(s.assignments)}")
     print(f"  dlcourse/: {', '.join(s.modules)}")
     print(f"  weights/: {', '.join(s.weights) or 'none'}")
-    print(f"  public_checks/: {', '.join(s.checks) or 'none'} (the @public tests only)")
+    print(f"  public_checks/: every assignment; @public tests of {', '.join(s.checks) or 'none'}")
     print("  push check: .gitlab-ci.yml, ci/push-check.sh")
     print(f"students install it with `pip install -c constraints.txt -e .` in {s.path.name}/")
     return 0

@@ -14,6 +14,10 @@ notes and whatever only they import stay behind. Kept statements are written bac
 where it came from. A top-level statement that defines nothing (a call, an `if`) cannot be
 judged that way and stops the build with its file and line, as does a conftest hook.
 
+Every released assignment gets a folder, with at least its assignment.toml, so that
+`dlcourse validate` (and the push check) knows each one; for those without @public tests it runs
+the generic checks only (dlcourse/grading/validate.py).
+
 `audit` then checks the written folder on its own terms: only assignment.toml, conftest.py and
 test modules; every collected test @public and one of the source's public tests; every module
 with a public test; no heldout.toml and no file holding the private test set's seed.
@@ -174,13 +178,16 @@ def public_tests(path: Path) -> list[str]:
 
 
 def reduce_assignment(src: Path, dest: Path) -> list[str]:
-    """Write src's public checks into dest (created); the names of the modules written."""
+    """Write src's assignment.toml and public checks into dest (created); the names of the
+    modules written (none for an assignment without @public tests)."""
     modules: dict[str, tuple[list[_Statement], list[str]]] = {}
     for path in sorted(src.glob("test_*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         tests = public_tests(path)
         if tests:
             modules[path.name] = (_statements(tree, path), tests)
+    dest.mkdir(parents=True)
+    shutil.copy2(src / "assignment.toml", dest / "assignment.toml")
     if not modules:
         return []
     conftest_path = src / "conftest.py"
@@ -194,8 +201,6 @@ def reduce_assignment(src: Path, dest: Path) -> list[str]:
                 f"{conftest_path}: hook {hooks[0]} would change the public checks in ways the "
                 "bundle cannot see; the public checks support fixtures only"
             )
-    dest.mkdir(parents=True)
-    shutil.copy2(src / "assignment.toml", dest / "assignment.toml")
     fixtures_wanted: set[str] = set()
     written = []
     for name, (statements, tests) in modules.items():
@@ -214,15 +219,33 @@ def reduce_assignment(src: Path, dest: Path) -> list[str]:
     return written
 
 
-def build(dest: Path, source: Path = course.GRADER_TESTS) -> dict[str, list[str]]:
-    """public_checks/<assignment>/ for every assignment with @public tests: {name: files}."""
+def build(
+    dest: Path, assignments: list[str], source: Path = course.GRADER_TESTS
+) -> dict[str, list[str]]:
+    """public_checks/<assignment>/ for each of `assignments` (the released ones), so that
+    `dlcourse validate` knows every one: its assignment.toml and its public checks, where it has
+    @public tests; {name: modules written}. An assignment without grader tests gets an
+    assignment.toml naming its release notebook (no weights, the default limits)."""
     dest.mkdir(parents=True)
     found = {}
-    for folder in sorted(p for p in source.iterdir() if (p / "assignment.toml").is_file()):
-        files = reduce_assignment(folder, dest / folder.name)
-        if files:
-            found[folder.name] = files
+    for name in assignments:
+        if (source / name / "assignment.toml").is_file():
+            found[name] = reduce_assignment(source / name, dest / name)
+        else:
+            (dest / name).mkdir()
+            (dest / name / "assignment.toml").write_text(_generated_spec(name))
+            found[name] = []
     return found
+
+
+def _generated_spec(name: str) -> str:
+    notebooks = sorted(p.name for p in (course.RELEASE / name).glob("*.ipynb"))
+    if len(notebooks) != 1:
+        raise PublicChecksError(
+            f"{course.RELEASE / name} holds {len(notebooks)} notebooks and {name} has no "
+            f"grader_tests/{name}/assignment.toml to say which is submitted: add one"
+        )
+    return f'# {GENERATED}\n# {name} has no grader tests.\nnotebook = "{notebooks[0]}"\n'
 
 
 def _seed_text() -> str | None:

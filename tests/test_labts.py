@@ -1,11 +1,14 @@
 """The push check of the students' repositories (LabTS): .gitlab-ci.yml and ci/push-check.sh.
 
 A student's repository is made here from a built kit (a git repository, as LabTS holds it) with
-a submission in it, and the script runs as the CI job would, on an interpreter that already has
-torch (as the course's runner image does: `--python`, `--no-install`), so nothing is installed or
-downloaded. The kit's `dlcourse` is the only one importable: its folder comes first on the path
-and the course repository's editable install is switched off, as in tests/test_student_kit.py.
-pytorch_intro_1 is the assignment: its public checks are the cheapest (no 10,000 images).
+a submission in it. Most tests run the script on an interpreter that already has torch (as the
+course's runner image does: `--python`, `--no-install`), so nothing is installed or downloaded;
+the paths a student takes with no options (a venv in use, a relative `--python`) run here on a
+stand-in for that venv, and tests/test_student_journey.py runs the script as shipped in a venv
+made by the kit's README. The kit's `dlcourse` is the only one importable: its folder comes
+first on the path and the course repository's editable install is switched off, as in
+tests/test_student_kit.py. pytorch_intro_1 is the assignment: its public checks are the
+cheapest (no 10,000 images).
 """
 
 import os
@@ -63,6 +66,15 @@ def _push_check(repo: Path, shield: Path, *args: str, **extra: str) -> subproces
     env.update(extra, PYTHONPATH=f"{shield}:{repo}")
     cmd = ["bash", "ci/push-check.sh", "--python", sys.executable, "--no-install", *args]
     return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _wrapper(path: Path) -> Path:
+    """An executable at `path` that is this venv's Python (which has torch and the kit's
+    dependencies), as a student's .venv/bin/python would be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    path.chmod(0o755)
+    return path
 
 
 def _junit(path: Path) -> dict[str, str]:
@@ -179,3 +191,57 @@ def test_without_a_sandbox_the_check_says_so(built, shield, tmp_path):
     env["DLCOURSE_REQUIRE_SANDBOX"] = "1"
     run = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "DLCOURSE_REQUIRE_SANDBOX=1" in run.stderr
+
+
+def test_a_relative_python_path_works(built, shield, tmp_path):
+    """`--python .venv/bin/python` once failed: the script asked it from / (exit 2)."""
+    repo = _repository(built, tmp_path, weights.WEIGHTS_DIR / "intro1_mlp.pt")
+    _wrapper(repo / ".venv" / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLCOURSE_")}
+    env.update(PYTHONPATH=f"{shield}:{repo}")
+    cmd = ["bash", "ci/push-check.sh", "--python", ".venv/bin/python", "--no-install"]
+    run = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"OK: release/{ASSIGNMENT} for {ASSIGNMENT}" in run.stdout
+
+
+@pytest.mark.parametrize("how", ["VIRTUAL_ENV", "PATH"])
+def test_a_venv_in_use_is_used_as_it_is(built, shield, tmp_path, how):
+    """No options, as a student runs it with the kit's venv activated (or only its bin/ first on
+    PATH): that venv runs the checks, and with the kit already installed from this folder
+    nothing is installed (no .ci-venv over the base Python, no second torch)."""
+    repo = _repository(built, tmp_path, weights.WEIGHTS_DIR / "intro1_mlp.pt")
+    venv = tmp_path / "venv"
+    _wrapper(venv / "bin" / "python")
+    _wrapper(venv / "bin" / "python3")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env = {k: v for k, v in env.items() if not k.startswith("DLCOURSE_")}
+    env.update(PYTHONPATH=f"{shield}:{repo}", PATH=f"{venv / 'bin'}:/usr/bin:/bin")
+    if how == "VIRTUAL_ENV":
+        env["VIRTUAL_ENV"] = str(venv)
+    run = subprocess.run(
+        ["bash", "ci/push-check.sh"], cwd=repo, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert ("using the activated venv" if how == "VIRTUAL_ENV" else "using the venv of") in out
+    assert "the kit is installed for" in out and "nothing to install" in out
+    assert "installing the kit" not in out and not (repo / ".ci-venv").exists()
+    assert f"OK: release/{ASSIGNMENT} for {ASSIGNMENT}" in out
+
+
+def test_a_tutorial_is_checked_once_started(built, shield, tmp_path):
+    """Every released assignment has checks now, a tutorial's too (its notebook loads in the
+    grader's process), so a started tutorial is checked on push."""
+    repo = tmp_path / "repo"
+    shutil.copytree(built, repo)
+    name = next(a.name for a in course.assignments() if a.tree == "tutorials")
+    nb = repo / "release" / name / f"{name}.ipynb"
+    nb.write_text(nb.read_text().replace("raise NotImplementedError()", "pass", 1))
+    run = _push_check(repo, shield)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert f"{name}: dlcourse validate release/{name}" in out
+    assert "PASS  definitions load in the grader's process" in out
+    assert set(_junit(repo / "ci-reports" / f"{name}.xml").values()) == {"passed"}

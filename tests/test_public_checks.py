@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse import course, public_checks
-from dlcourse.grading import heldout
+from dlcourse.grading import heldout, spec
 
 HIDDEN = '''\
 """Hidden tests: the tiers come from the reference (0.9386 on the private set)."""
@@ -98,7 +98,7 @@ def _names(path: Path) -> set[str]:
 
 def test_only_public_tests_and_what_they_use_are_kept(hidden, tmp_path):
     out = tmp_path / "public_checks"
-    assert public_checks.build(out, hidden) == {"toy": ["test_model.py", "conftest.py"]}
+    assert public_checks.build(out, ["toy"], hidden) == {"toy": ["test_model.py", "conftest.py"]}
     assert sorted(p.name for p in (out / "toy").iterdir()) == [
         "assignment.toml", "conftest.py", "test_model.py",
     ]  # fmt: skip
@@ -114,7 +114,7 @@ def test_only_public_tests_and_what_they_use_are_kept(hidden, tmp_path):
 
 def test_audit_names_every_leak(hidden, tmp_path):
     out = tmp_path / "public_checks"
-    public_checks.build(out, hidden)
+    public_checks.build(out, ["toy"], hidden)
     toy = out / "toy"
     (toy / "test_layers.py").write_text("def test_hidden(student):\n    assert True\n")
     (toy / "test_model.py").write_text(
@@ -148,7 +148,7 @@ def test_a_statement_it_cannot_judge_stops_the_build(hidden, tmp_path, statement
     path = hidden / "toy" / "test_model.py"
     path.write_text(path.read_text() + "\n" + textwrap.dedent(statement) + "\n")
     with pytest.raises(public_checks.PublicChecksError, match=r"test_model\.py:\d+: a top-level"):
-        public_checks.build(tmp_path / "public_checks", hidden)
+        public_checks.build(tmp_path / "public_checks", ["toy"], hidden)
 
 
 def test_a_conftest_hook_stops_the_build(hidden, tmp_path):
@@ -156,13 +156,34 @@ def test_a_conftest_hook_stops_the_build(hidden, tmp_path):
         CONFTEST + "\n\ndef pytest_collection_modifyitems(items):\n    pass\n"
     )
     with pytest.raises(public_checks.PublicChecksError, match="hook pytest_collection_modify"):
-        public_checks.build(tmp_path / "public_checks", hidden)
+        public_checks.build(tmp_path / "public_checks", ["toy"], hidden)
+
+
+def test_every_released_assignment_gets_a_folder(hidden, tmp_path):
+    """`dlcourse validate` knows an assignment by its public_checks/ folder: one without public
+    tests gets its assignment.toml alone, one without grader tests a written one."""
+    (hidden / "plain").mkdir()
+    (hidden / "plain" / "assignment.toml").write_text('notebook = "plain.ipynb"\n')
+    (hidden / "plain" / "test_hidden.py").write_text(
+        "from dlcourse.grading import points\n\n\n@points(1)\ndef test_x(student):\n    pass\n"
+    )
+    released = next(a.name for a in course.assignments() if not a.grader_tests.is_dir())
+    out = tmp_path / "public_checks"
+    written = public_checks.build(out, ["toy", "plain", released], hidden)
+    assert written == {"toy": ["test_model.py", "conftest.py"], "plain": [], released: []}
+    assert sorted(p.name for p in (out / "plain").iterdir()) == ["assignment.toml"]
+    generated = spec.load(released, out / released)
+    assert generated.notebook == f"{released}.ipynb" and generated.weights == ()
+    assert public_checks.audit(out, hidden) == []
 
 
 def test_the_course_public_checks_are_its_public_tests(tmp_path):
     out = tmp_path / "public_checks"
-    written = public_checks.build(out)
+    names = [a.name for a in course.assignments()]
+    written = public_checks.build(out, names)
     assert public_checks.audit(out) == []
+    assert sorted(written) == sorted(names)
+    assert all((out / n / "assignment.toml").is_file() for n in names)
     for origin in sorted(course.GRADER_TESTS.glob("*/test_*.py")):
         public = public_checks.public_tests(origin)
         shipped = out / origin.parent.name / origin.name

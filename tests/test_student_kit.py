@@ -154,6 +154,9 @@ def test_release_notebooks_are_all_present(built):
     assert {p.parts[1] for p in in_kit} >= {a.name for a in course.assignments()}
     for rel in RELEASE_NOTEBOOKS:
         assert (built / rel).read_bytes() == (course.ROOT / rel).read_bytes()
+    # `dlcourse validate` and the push check know every released assignment
+    checked = sorted(p.parent.name for p in built.glob("public_checks/*/assignment.toml"))
+    assert checked == sorted({p.parts[1] for p in in_kit})
 
 
 def test_kit_readme_and_pyproject(built):
@@ -163,6 +166,7 @@ def test_kit_readme_and_pyproject(built):
         assert needle in readme, needle
     assert "@ASSIGNMENTS@" not in readme and "@BUILT_FROM@" not in readme
     pyproject = (built / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.10"' in pyproject  # below the repository's 3.11 (no nbgrader)
     assert "nbgrader" not in pyproject and "jinja2" not in pyproject
     assert '"psutil"' in pyproject and '"pytest"' in pyproject  # the sandbox, the plugin
     assert 'dlcourse = "dlcourse.cli:main"' in pyproject

@@ -12,6 +12,7 @@ the results themselves, so a measurement can neither change nor lose a mark.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption(
         "--time-scale", type=float, default=1.0, help="wall-clock limits this many times longer"
     )
+    g.addoption("--progress", help="append a JSON line here as tests are collected and finish")
 
 
 RECORDER = pytest.StashKey["Recorder"]()
@@ -76,13 +78,28 @@ class Recorder:
             keep = [i for i in items if getattr(_function(i), "_dlcourse_public", False)]
             config.hook.pytest_deselected(items=[i for i in items if i not in keep])
             items[:] = keep
+        self.progress({"collected": len(items)})
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
+        self.progress({"start": _name(item)})
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         rep = yield
         if rep.when == "call" or (rep.when == "setup" and not rep.passed):
-            self.tests.append(_record(item, rep, call))
+            t = _record(item, rep, call)
+            self.tests.append(t)
+            self.progress({"test": t.name, "outcome": t.outcome, "output": t.output})
         return rep
+
+    def progress(self, event: dict) -> None:
+        """For a caller that shows progress while the tests run (`dlcourse validate`): the
+        grader process's own output is read only once it has finished."""
+        path = self.config.getoption("--progress")
+        if path:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         out = self.config.getoption("--results")
@@ -157,6 +174,10 @@ def _message(exc: BaseException) -> tuple[Outcome, str]:
     return "error", f"error: {type(exc).__name__}: {str(exc)[:500]}"
 
 
+def _name(item: pytest.Item) -> str:
+    return f"{item.module.__name__.rsplit('.', 1)[-1]}::{item.name}"
+
+
 def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) -> TestResult:
     fn = _function(item)
     max_score = getattr(fn, "_dlcourse_points", 0.0)
@@ -169,7 +190,7 @@ def _record(item: pytest.Item, rep: pytest.TestReport, call: pytest.CallInfo) ->
         outcome, output = _message(call.excinfo.value) if call.excinfo else ("error", "error")
     doc = (fn.__doc__ or "").strip().splitlines()
     return TestResult(
-        name=f"{item.module.__name__.rsplit('.', 1)[-1]}::{item.name}",
+        name=_name(item),
         description=doc[0] if doc else "",
         max_score=max_score,
         score=max_score if outcome == "passed" else 0.0,

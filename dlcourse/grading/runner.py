@@ -6,8 +6,11 @@ submission's grading away from the others; inside it, one student worker serves 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -63,12 +66,15 @@ def grade_submission(
     out_dir: Path,
     sandbox: bool = True,
     public_only: bool = False,
+    progress: Callable[[dict], None] | None = None,
 ) -> GradingResults:
     """Run the hidden (or only the public) tests on one submission; write results and summary.
 
     A test that a wall-clock safety limit stopped says nothing about the submission (the
     machine may have been busy), so the submission is graded once more with every wall-clock
     limit RETRY_TIME_SCALE times longer; stopped again, it is "incomplete, regrade".
+    `progress` is called with {"collected": n}, then {"start": name} and {"test", "outcome",
+    "output"} for each test as it starts and finishes (from another thread).
     """
     folder = Path(folder).absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,10 +87,10 @@ def grade_submission(
         return graded
     graded.fingerprint = submission.fingerprint(folder)
     graded.weights_sha256 = _weight_hashes(folder, spec)
-    run = _run_grader(folder, spec, out_dir, sandbox, public_only, 1.0)
+    run = _run_grader(folder, spec, out_dir, sandbox, public_only, 1.0, progress)
     if run.incomplete:
         first = run.status
-        run = _run_grader(folder, spec, out_dir, sandbox, public_only, RETRY_TIME_SCALE)
+        run = _run_grader(folder, spec, out_dir, sandbox, public_only, RETRY_TIME_SCALE, progress)
         run.notes.append(
             f"graded again with {RETRY_TIME_SCALE:g}x the wall-clock limits after a safety "
             f"stop ({first})"
@@ -107,7 +113,13 @@ def longest_grading_s(spec: Spec) -> float:
 
 
 def _run_grader(
-    folder: Path, spec: Spec, out_dir: Path, sandbox: bool, public_only: bool, scale: float
+    folder: Path,
+    spec: Spec,
+    out_dir: Path,
+    sandbox: bool,
+    public_only: bool,
+    scale: float,
+    progress: Callable[[dict], None] | None,
 ) -> GradingResults:
     """One pytest run of the tests in a grader process: its tests, notes and timings, or
     why it could not run (`failure`; `stopped` when its own wall-clock limit ended it)."""
@@ -134,10 +146,16 @@ def _run_grader(
     if cgroups.hierarchy() is not None:
         memory = (spec.limits.memory_mb + GRADER_MB) * 2**20
         box = cgroups.Box(memory, GRADER_PIDS, who="the grader's processes")
+    follower = _Follower(out_dir / ".progress.jsonl", progress) if progress else None
+    if follower:
+        cmd += ["--progress", str(follower.path)]
+        follower.start()
     try:
         code, log = grader_process.run_pytest(cmd, env, out_dir, timeout, box)
         died = box.describe_death() if box is not None else None
     finally:
+        if follower:
+            follower.stop()
         if box is not None:
             box.close()  # nothing it started outlives it
     if died is not None:
@@ -158,6 +176,39 @@ def _run_grader(
         tail = log.strip().splitlines()[-1:] or ["no output"]
         run.failure = f"the grader could not run ({tail[0][:300]})"
     return run
+
+
+class _Follower(threading.Thread):
+    """Passes each JSON line the grader process appends to `path` on to `callback`."""
+
+    def __init__(self, path: Path, callback: Callable[[dict], None]) -> None:
+        super().__init__(daemon=True)
+        self.path, self.callback = path, callback
+        path.unlink(missing_ok=True)
+        self.done = threading.Event()
+        self.offset = 0
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self.read()
+        self.read()
+
+    def read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.splitlines():
+            self.callback(json.loads(line))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.path.unlink(missing_ok=True)
 
 
 def current_results(

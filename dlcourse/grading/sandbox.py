@@ -308,10 +308,8 @@ class Worker:
             return (
                 f"student code ran in a bubblewrap sandbox (no network, no grader files), {limits}"
             )
-        return (
-            "NOT SANDBOXED: graded with --unsandboxed; student code ran in a limited process "
-            f"only, {limits}"
-        )
+        # not "--unsandboxed": `dlcourse validate` also runs so where bubblewrap cannot
+        return f"NOT SANDBOXED: student code ran in a limited process only, {limits}"
 
     def start(self) -> None:
         """Start the process, wait until it has imported torch, then send `setup`."""

@@ -7,15 +7,20 @@
 #   bash ci/push-check.sh cw1             # just cw1
 #
 # An assignment counts as started once its notebook in release/<assignment>/ differs from the
-# released one (ci/released.sha256). The checks are the @public tests in public_checks/: files,
-# shapes, loading your weights, limits. Accuracy is never checked here: it is marked on a private
-# test set only the course's grader has.
+# released one (ci/released.sha256). The checks are those of public_checks/: files, shapes,
+# loading your weights, limits, and for every assignment that the notebook loads as the grader
+# loads it. Accuracy is never checked here: it is marked on a private test set only the course's
+# grader has.
+#
+# Which Python runs the checks: --python PY; else $DLCOURSE_PYTHON; else the activated venv
+# ($VIRTUAL_ENV, or a venv's python3 first on PATH: e.g. the kit's .venv, whose torch is used and
+# never installed again); else a venv .ci-venv over python3 (--system-site-packages, so a torch
+# already installed there at the pinned version is used). The kit is installed for that Python
+# (pip install -c constraints.txt -e .) unless it already imports from this folder.
 #
 # Options:
-#   --python PY    use this Python as it is (a runner image's, with torch installed); default
-#                  $DLCOURSE_PYTHON, else a venv .ci-venv over python3 (--system-site-packages,
-#                  so a torch already installed is used, not installed again)
-#   --no-install   the kit is already installed for that Python (pip install -e .)
+#   --python PY    use this Python as it is (a runner image's, with torch installed)
+#   --no-install   never install; the kit must already be installed for that Python
 #   --offline      install the kit without a package index (its dependencies must be there)
 #   --reports DIR  where the JUnit files go (default ci-reports)
 # Environment: DLCOURSE_REQUIRE_SANDBOX=1 fails (exit 2) where bubblewrap cannot run your code
@@ -25,7 +30,8 @@
 # which and why), 2 the check itself could not run (install, options, sandbox required).
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")/.."
 PY=${DLCOURSE_PYTHON:-}
 INSTALL=1
 OFFLINE=0
@@ -37,7 +43,7 @@ while [ $# -gt 0 ]; do
         --no-install) INSTALL=0; shift ;;
         --offline) OFFLINE=1; shift ;;
         --reports) REPORTS=${2:?--reports needs a folder}; shift 2 ;;
-        -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^set -e/{/^#/p}' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "push-check: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) ASSIGNMENTS+=("$1"); shift ;;
     esac
@@ -46,7 +52,30 @@ START=$SECONDS
 
 step() { printf '\n== %s\n' "$*"; }
 fail_setup() { echo "push-check: $*" >&2; exit 2; }
+# Runs a command, passing its output on line by line (but pip's "Requirement already satisfied",
+# one per installed package) and saying it is still at work whenever it has been silent for 5 s
+# (pip prints nothing while it downloads or unpacks torch).
+with_heartbeat() {
+    local t0=$SECONDS line
+    "$@" 2>&1 | grep --line-buffered -v '^Requirement already satisfied' | while :; do
+        if IFS= read -r -t 5 line; then
+            printf '%s\n' "$line"
+        elif [ $? -gt 128 ]; then
+            echo "   ... still at work ($((SECONDS - t0)) s)"
+        else
+            break
+        fi
+    done
+}
 
+if [ -z "$PY" ] && [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then
+    PY=$VIRTUAL_ENV/bin/python
+    step "using the activated venv $VIRTUAL_ENV"
+fi
+if [ -z "$PY" ] && python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
+    PY=$(command -v python3)  # a venv's (on PATH, not activated): a venv over it would lack its torch
+    step "using the venv of $PY"
+fi
 if [ -z "$PY" ]; then
     if [ ! -x .ci-venv/bin/python ]; then
         step "making .ci-venv over $(command -v python3 || echo 'no python3')"
@@ -55,24 +84,37 @@ if [ -z "$PY" ]; then
     fi
     PY=.ci-venv/bin/python
 fi
+# Absolute, since some checks run from another folder; not resolved through symbolic links,
+# because a venv's python is a link to the base interpreter and only the link is the venv.
+case "$PY" in
+    */*) [ -d "$(dirname "$PY")" ] && PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;;
+    *) PY=$(command -v "$PY") || fail_setup "no $PY on PATH" ;;
+esac
+[ -x "$PY" ] || fail_setup "$PY is not a Python (pass --python, or activate the kit's venv)"
 "$PY" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null ||
     fail_setup "$PY is not a Python 3.10 or newer"
 
-if [ "$INSTALL" = 1 ]; then
+# Where this Python imports dlcourse from: this repository's copy is the one to check, asked
+# from another folder, as the grader's own processes will.
+here=$(pwd -P)
+kit_home() {
+    (cd / && "$PY" -c 'import pathlib, dlcourse; print(pathlib.Path(dlcourse.__file__).resolve().parent.parent)' 2>&1)
+}
+
+if [ "$INSTALL" = 1 ] && [ "$(kit_home)" = "$here" ]; then
+    step "the kit is installed for $PY from this folder: nothing to install"
+elif [ "$INSTALL" = 1 ]; then
     step "installing the kit for $PY"
     if [ "$OFFLINE" = 1 ]; then
         flags=(--no-index --no-deps --no-build-isolation)
     else
-        flags=(-c constraints.txt)
+        flags=(-c constraints.txt)  # a torch already there at the pinned version stays
     fi
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "$PY" -m pip install -q "${flags[@]}" -e . ||
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+        with_heartbeat "$PY" -m pip install "${flags[@]}" -e . ||
         fail_setup "installing the kit failed (pip's message above)"
 fi
-# The checks must come from this repository's dlcourse, not from some other installed copy:
-# asked from another folder, as the grader's own processes will.
-here=$(pwd -P)
-where=$(cd / && "$PY" -c 'import pathlib, dlcourse; print(pathlib.Path(dlcourse.__file__).resolve().parent.parent)' 2>&1) ||
-    fail_setup "$PY cannot import dlcourse: $where"
+where=$(kit_home) || fail_setup "$PY cannot import dlcourse: $where"
 [ "$where" = "$here" ] ||
     fail_setup "$PY imports dlcourse from $where, not from this repository: install the kit here (drop --no-install)"
 
@@ -97,16 +139,12 @@ else
     [ "${DLCOURSE_REQUIRE_SANDBOX:-0}" = 1 ] && fail_setup "DLCOURSE_REQUIRE_SANDBOX=1 and $why"
 fi
 
-notebook_of() { sed -n 's/^notebook *= *"\(.*\)".*/\1/p' "public_checks/$1/assignment.toml"; }
+known=$("$PY" -c 'from dlcourse import course; print(*course.checkable())') ||
+    fail_setup "the kit's public checks cannot be read (above)"
 if [ ${#ASSIGNMENTS[@]} = 0 ]; then
-    for toml in public_checks/*/assignment.toml; do
-        [ -f "$toml" ] || continue
-        a=$(basename "$(dirname "$toml")")
-        nb="release/$a/$(notebook_of "$a")"
-        [ -f "$nb" ] || continue
-        now=$("$PY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' "$nb")
-        grep -qx "$now  $nb" ci/released.sha256 || ASSIGNMENTS+=("$a")
-    done
+    started=$("$PY" -c 'from dlcourse import course; print(*course.started())') ||
+        fail_setup "could not tell which assignments are started (above)"
+    read -r -a ASSIGNMENTS <<<"$started"
     if [ ${#ASSIGNMENTS[@]} = 0 ]; then
         step "nothing to check yet: every notebook is as released (name assignments to check them anyway)"
         junit_one started "no assignment started yet"
@@ -116,8 +154,7 @@ fi
 
 status=0
 for a in "${ASSIGNMENTS[@]}"; do
-    [ -f "public_checks/$a/assignment.toml" ] ||
-        fail_setup "no public checks for $a; known: $(ls public_checks | tr '\n' ' ')"
+    [[ " $known " == *" $a "* ]] || fail_setup "no public checks for $a; known: $known"
     step "$a: dlcourse validate release/$a --assignment $a"
     t0=$SECONDS
     if "$PY" -m dlcourse validate "release/$a" --assignment "$a" --junit "$REPORTS/$a.xml"; then

@@ -23,7 +23,8 @@ def test_validate_passes_a_good_submission(tmp_path, capsys):
     assert "PASS  test_toy::test_add" in out and "PASS  test_toy::test_logits_shape" in out
     assert "test_accuracy" not in out  # hidden tests are neither run nor named
     suite = ET.parse(junit).getroot()
-    assert suite.get("tests") == "2" and suite.get("failures") == "0"
+    # validate's own checks (files, notebook, weights) and the two public tests
+    assert suite.get("tests") == "5" and suite.get("failures") == "0"
 
 
 def test_validate_names_what_is_wrong(capsys):
