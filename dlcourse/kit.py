@@ -61,7 +61,7 @@ KIT_OWN_MODULES = ("cli.py", "course.py")
 # the sandboxed worker, the runner, results, the private set's stand-in). The rest (nbgrader
 # autograding, the gradebook, reports, Slurm) is staff-only and needs staff-only packages.
 GRADING_ENGINE = (
-    "__init__.py", "commands.py", "compare.py", "grader_process.py", "heldout.py",
+    "__init__.py", "cgroups.py", "commands.py", "compare.py", "grader_process.py", "heldout.py",
     "measurements.py", "plugin.py", "protocol.py", "provenance.py", "quiz.py", "results.py",
     "runner.py", "sandbox.py", "spec.py", "student.py", "submission.py", "unavailable.py",
     "validate.py", "worker.py",

@@ -167,7 +167,7 @@ def test_every_released_assignment_gets_a_folder(hidden, tmp_path):
     (hidden / "plain" / "test_hidden.py").write_text(
         "from dlcourse.grading import points\n\n\n@points(1)\ndef test_x(student):\n    pass\n"
     )
-    released = next(a.name for a in course.assignments() if not a.grader_tests.is_dir())
+    released = next(a.name for a in course.assignments() if not (hidden / a.name).is_dir())
     out = tmp_path / "public_checks"
     written = public_checks.build(out, ["toy", "plain", released], hidden)
     assert written == {"toy": ["test_model.py", "conftest.py"], "plain": [], released: []}
