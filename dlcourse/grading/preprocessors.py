@@ -7,12 +7,13 @@ teaching assistants know is the isolated one:
   a pipe is refused with a message before any of it is graded.
 - `DeduplicateIds`: nbgrader's, fixed so that a copied cell does not crash the restore of
   missing cells (nbgrader 0.9.6 empties the metadata and then reads its grade_id).
-- `SandboxedExecute` (instead of nbgrader's Execute): the student's kernel runs in the
-  bubblewrap sandbox on a scratch copy of the student's folder. It sees Python, the `dlcourse`
-  package and the training data, nothing of the course (hidden tests, solutions, weights,
-  gradebook, other students). The notebook client stays in the trusted process and talks to
-  the kernel over Unix sockets, so the kernel cannot write its own outputs. When the kernel
-  stops, its PID namespace ends: no process of the student outlives the step.
+- `SandboxedExecute` (instead of nbgrader's Execute): the student's kernel runs in a cgroup of
+  its own (memory, processes) and in the bubblewrap sandbox, on a copy of the student's folder
+  in a sized tmpfs. It sees Python, the `dlcourse` package and the training data, nothing of
+  the course (hidden tests, solutions, weights, gradebook, other students). The notebook client
+  stays in the trusted process and talks to the kernel over Unix sockets, so the kernel cannot
+  write its own outputs; it counts what the kernel prints in bytes and stops it past a limit.
+  When the step ends, its cgroup is emptied: no process of the student outlives it.
 - `SaveAutoGrades` (instead of nbgrader's): the kernel decides no point. nbgrader would give
   an autograder test cell its points when the cell ran without an error, and the student's
   kernel owns whatever decides that (its environment, the check helpers, the asserts). Test
