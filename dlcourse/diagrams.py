@@ -88,6 +88,15 @@ def _arrow(
     )
 
 
+def _funnel(
+    ax: plt.Axes, left: float, right: float, y: float, h_left: float, h_right: float, text: str
+) -> None:
+    """A layer that narrows or widens (an encoder or a decoder): a trapezoid, half-heights given."""
+    corners = [(left, y - h_left), (left, y + h_left), (right, y + h_right), (right, y - h_right)]
+    ax.add_patch(Polygon(corners, facecolor=COLOURS["layer"], edgecolor="black"))
+    ax.text((left + right) / 2, y, text, ha="center", va="center", fontsize=8)
+
+
 def _line(ax: plt.Axes, *points: tuple[float, float], colour: str = "black") -> None:
     ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, linewidth=1.1)
 
@@ -154,6 +163,13 @@ def transformer_block() -> plt.Figure:
     a LayerNorm of the residual stream and adds its output back to it."""
     fig, ax = _canvas(9.0, 11.0, "A pre-norm transformer encoder block")
     x, skip = 4.0, 1.2
+
+    def residual(y_from: float, y_to: float) -> None:
+        """The skip path: out of the stream at y_from, round the sub-layer, into the sum at y_to."""
+        _line(ax, (x, y_from), (skip, y_from), (skip, y_to))
+        _arrow(ax, (skip, y_to), (x - 0.28, y_to))
+        _label(ax, skip - 1.05, (y_from + y_to) / 2 - 0.1, "residual", fontsize=8, rotation=90)
+
     _label(ax, x - 1.9, 0.25, r"tokens $x$: $(B, L, d)$ + positions", fontsize=9)
     _arrow(ax, (x, 0.7), (x, 1.65))
     _box(ax, x, 2.0, 3.2, 0.7, "LayerNorm  (norm1)", "norm")
@@ -164,19 +180,14 @@ def transformer_block() -> plt.Figure:
     _label(ax, x + 2.0, 3.55, r"weights $(B, H, L, L)$", fontsize=8)
     _arrow(ax, (x, 4.15), (x, 4.92))
     _op(ax, x, 5.2, "+")
-    # first residual connection: from below the first LayerNorm around to the first sum
-    _line(ax, (x, 1.2), (skip, 1.2), (skip, 5.2))
-    _arrow(ax, (skip, 5.2), (x - 0.28, 5.2))
-    _label(ax, skip - 1.05, 3.1, "residual", fontsize=8, rotation=90)
+    residual(1.2, 5.2)  # from below the first LayerNorm around it and the attention to the sum
     _arrow(ax, (x, 5.48), (x, 6.25))
     _box(ax, x, 6.6, 3.2, 0.7, "LayerNorm  (norm2)", "norm")
     _arrow(ax, (x, 6.95), (x, 7.45))
     _box(ax, x, 8.1, 3.6, 1.3, FEED_FORWARD, "layer", fontsize=8)
     _arrow(ax, (x, 8.75), (x, 9.42))
     _op(ax, x, 9.7, "+")
-    _line(ax, (x, 5.85), (skip, 5.85), (skip, 9.7))
-    _arrow(ax, (skip, 9.7), (x - 0.28, 9.7))
-    _label(ax, skip - 1.05, 7.6, "residual", fontsize=8, rotation=90)
+    residual(5.85, 9.7)
     _arrow(ax, (x, 9.98), (x, 10.6))
     _label(ax, x + 0.2, 10.3, r"$y$: $(B, L, d)$, to the next block", fontsize=9)
     _line(ax, (6.6, 1.6), (6.9, 1.6), (6.9, 9.9), (6.6, 9.9))
@@ -245,14 +256,7 @@ def vae() -> plt.Figure:
     mid = 3.6
     _box(ax, 0.85, mid, 1.3, 1.3, "image $x$\n(784 pixels)", "data", fontsize=8)
     _arrow(ax, (1.5, mid), (2.05, mid))
-    ax.add_patch(
-        Polygon(
-            [(2.1, mid - 1.2), (2.1, mid + 1.2), (3.9, mid + 0.55), (3.9, mid - 0.55)],
-            facecolor=COLOURS["layer"],
-            edgecolor="black",
-        )
-    )
-    ax.text(3.0, mid, "encoder\n" r"$q_\phi(z \mid x)$", ha="center", va="center", fontsize=8)
+    _funnel(ax, 2.1, 3.9, mid, 1.2, 0.55, "encoder\n" r"$q_\phi(z \mid x)$")
     for dy, text in ((0.75, r"$\mu$"), (-0.75, r"$\log \sigma^2$")):
         _arrow(ax, (3.9, mid + dy / 3), (4.55, mid + dy))
         _box(ax, 5.05, mid + dy, 0.95, 0.6, text, "data")
@@ -263,14 +267,7 @@ def vae() -> plt.Figure:
     _arrow(ax, (7.15, 1.95), (7.15, mid - 0.45))
     _label(ax, 6.35, 4.35, "reparameterisation", fontsize=8)
     _arrow(ax, (8.05, mid), (8.6, mid))
-    ax.add_patch(
-        Polygon(
-            [(8.65, mid - 0.55), (8.65, mid + 0.55), (10.45, mid + 1.2), (10.45, mid - 1.2)],
-            facecolor=COLOURS["layer"],
-            edgecolor="black",
-        )
-    )
-    ax.text(9.55, mid, "decoder\n" r"$p_\theta(x \mid z)$", ha="center", va="center", fontsize=8)
+    _funnel(ax, 8.65, 10.45, mid, 0.55, 1.2, "decoder\n" r"$p_\theta(x \mid z)$")
     _arrow(ax, (10.5, mid), (11.05, mid))
     _box(ax, 11.95, mid, 1.65, 1.3, "reconstruction\n(784 logits)", "data", fontsize=8)
     _box(
