@@ -1,5 +1,5 @@
-"""dlcourse.attention: the synthetic tasks, the weight copying, and that the memory measurement
-really measures (allocations of known size, held together or one after the other)."""
+"""dlcourse.attention: the synthetic tasks, the weight copying, the figures and the cost table
+(the measurements themselves are tested in tests/test_measure.py)."""
 
 import math
 
@@ -11,8 +11,6 @@ import torch.nn as nn
 from dlcourse import attention
 
 matplotlib.use("Agg")
-
-MB = 1_000_000  # bytes of 250,000 float32 numbers
 
 
 def test_sequence_tasks():
@@ -75,36 +73,6 @@ def test_copy_from_torch_mha_and_encoder_layer():
         torch.testing.assert_close(block(x), layer(x), atol=1e-5, rtol=1e-5)
 
 
-def test_peak_memory_counts_what_is_alive_at_once():
-    def two_at_once():
-        a = torch.empty(MB // 4)
-        b = torch.empty(MB // 4)
-        return a, b
-
-    def one_after_another():
-        for _ in range(3):
-            torch.empty(MB // 4)
-
-    assert attention.peak_memory_bytes(lambda: torch.empty(MB // 4)) == MB
-    assert attention.peak_memory_bytes(two_at_once) == 2 * MB
-    assert attention.peak_memory_bytes(one_after_another) == MB
-    assert attention.peak_memory_bytes(lambda: None) == 0
-
-
-def test_peak_memory_of_naive_attention_is_two_score_matrices():
-    """scores and their softmax are alive together: the peak is two (B, H, L, L) matrices plus
-    the output, exactly what the tutorial's figure shows."""
-    q = torch.randn(1, 2, 256, 16)
-
-    def naive():
-        s = q @ q.transpose(-2, -1) / 4.0
-        w = torch.softmax(s, dim=-1)
-        return w @ q
-
-    score = 2 * 256 * 256 * 4
-    assert attention.peak_memory_bytes(naive) == 2 * score + q.nbytes
-
-
 def test_attention_cost_and_its_figure():
     naive = lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1), -1) @ v  # noqa: E731
     cost = attention.attention_cost(
@@ -119,11 +87,10 @@ def test_attention_cost_and_its_figure():
     assert all(ax.get_title() for ax in fig.axes)
 
 
-def test_show_attention_and_slope():
+def test_show_attention():
     w = torch.softmax(torch.randn(3, 4, 5), -1)
     fig = attention.show_attention(w, title="maps")
     assert [ax.get_title() for ax in fig.axes[:3]] == ["head 0", "head 1", "head 2"]
     assert fig.axes[0].get_xlabel() == "key position"
     with pytest.raises(ValueError, match="expected"):
         attention.show_attention(torch.zeros(5))
-    assert attention.slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)

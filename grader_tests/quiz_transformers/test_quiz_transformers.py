@@ -103,7 +103,8 @@ def test_q9(student):
 @grade_cell("quiz_transformers_q10")
 @points(1)
 def test_q10(student):
-    """Q10: without positions an encoder layer is permutation-equivariant."""
+    """Q10: without positions an encoder layer in eval mode (dropout off, as the question says)
+    is permutation-equivariant."""
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True).eval()
     x, perm = torch.randn(1, 6, 16), torch.tensor([3, 0, 5, 1, 4, 2])

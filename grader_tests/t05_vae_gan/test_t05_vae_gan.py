@@ -1,7 +1,10 @@
-"""Hidden tests for T05 VAEs and GANs: gaussian_kl, vae_kl, mc_kl, reparameterize,
-optimal_discriminator, js_divergence, the GAN losses and modes_covered.
+"""Hidden tests for T05 VAEs and GANs: log_marginal_grid, linear_gaussian_elbo, gaussian_kl,
+vae_kl, mc_kl, gaussian_kl_full, reparameterize, negative_elbo, optimal_discriminator,
+js_divergence, the GAN losses and modes_covered.
 
-References: torch.distributions for the KLs, the closed form for the Monte-Carlo estimate (with
+References: exact marginals of linear-Gaussian models for the grid and the ELBO (whose gap is the
+KL to the posterior Bayes' rule gives in closed form), torch.distributions (MultivariateNormal
+too) for the KLs and the VAE loss, the closed form for the Monte-Carlo estimate (with
 the true standard error of the sampled log-ratio, computed here from a large sample), autograd for
 the gradients, F.binary_cross_entropy_with_logits for the losses, and formulas written out here
 for the discriminator, the JS divergence and the mode count. Inputs differ from the notebook's.
@@ -15,7 +18,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
 from dlcourse.grading import grade_cell, points
 from dlcourse.grading.compare import close
@@ -473,3 +476,269 @@ def test_modes_threshold_and_nearest_centre(student):
         want = _ref_modes(samples, centres, max_dist, min_count)
         assert covered == want[0], f"{what}: {covered} modes covered, expected {want[0]}"
         _close(good, want[1], f"{what}: good fraction", atol=1e-6)
+
+
+# Exercise 1: log_marginal_grid ----------------------------------------------------------------
+
+
+def _grid_case(w, b, s, x_values, lo=-10.0, hi=10.0, points=2001):
+    z = torch.linspace(lo, hi, points, dtype=torch.float64)
+    log_lik = Normal(w * z[:, None] + b, s).log_prob(x_values[None, :])
+    return z, log_lik, Normal(0.0, 1.0).log_prob(z), (z[1] - z[0]).item()
+
+
+@grade_cell("t05_vae_gan_grid_check")
+@points(1)
+def test_grid_against_exact_marginals(student):
+    """1-D: z ~ N(0, 1), x | z ~ N(-1.5 z + 0.5, 0.8^2), so x ~ N(0.5, 2.25 + 0.64); 2-D: two
+    independent such latents on a product grid (cell volume = dz^2)."""
+    x_values = torch.tensor([-4.0, -1.0, 0.5, 2.0, 5.0], dtype=torch.float64)
+    z, log_lik, log_prior, dz = _grid_case(-1.5, 0.5, 0.8, x_values)
+    got = student.run(probe_call, name="log_marginal_grid", args=[log_lik, log_prior, dz])
+    want = Normal(0.5, math.sqrt(2.25 + 0.64)).log_prob(x_values)
+    _close(
+        _tensor(got, (5,), "log_marginal_grid (1-D)"),
+        want,
+        "log_marginal_grid on a 1-D grid",
+        atol=1e-4,
+    )
+    # 2-D: x = (x1, x2) with x_i | z_i ~ N(z_i, 0.5^2): log p(x) = sum of two N(0, 1.25) terms
+    axis = torch.linspace(-7, 7, 281, dtype=torch.float64)
+    zz = torch.cartesian_prod(axis, axis)
+    xs = torch.tensor([[0.3, -1.2], [2.0, 1.0], [-2.5, 0.0]], dtype=torch.float64)
+    log_lik2 = Normal(zz[:, None, :], 0.5).log_prob(xs[None, :, :]).sum(-1)
+    log_prior2 = Normal(0.0, 1.0).log_prob(zz).sum(-1)
+    volume = ((axis[1] - axis[0]) ** 2).item()
+    got = student.run(probe_call, name="log_marginal_grid", args=[log_lik2, log_prior2, volume])
+    want = Normal(0.0, math.sqrt(1.25)).log_prob(xs).sum(-1)
+    _close(
+        _tensor(got, (3,), "log_marginal_grid (2-D)"),
+        want,
+        "log_marginal_grid on a 2-D grid",
+        atol=1e-4,
+    )
+
+
+@grade_cell("t05_vae_gan_grid_check")
+@points(1)
+def test_grid_does_not_underflow(student):
+    """float32 log-likelihoods around -5,000 nats (an image's, times twenty): the result is the
+    exact one lowered by 5,000, finite, not -inf."""
+    x_values = torch.tensor([-1.0, 0.0, 3.0], dtype=torch.float64)
+    z, log_lik, log_prior, dz = _grid_case(1.0, 0.0, 0.5, x_values, points=1001)
+    got = student.run(
+        probe_call, name="log_marginal_grid", args=[(log_lik - 5000).float(), log_prior.float(), dz]
+    )
+    want = Normal(0.0, math.sqrt(1.25)).log_prob(x_values) - 5000
+    _close(
+        _tensor(got, (3,), "log_marginal_grid"),
+        want,
+        "log_marginal_grid with log-likelihoods near -5000 (float32)",
+        atol=2e-2,
+        rtol=0,
+    )
+
+
+# Exercise 2: linear_gaussian_elbo -------------------------------------------------------------
+
+
+def _posterior(x, w, b, s2):
+    return w * (x - b) / (s2 + w**2), s2 / (s2 + w**2)
+
+
+@grade_cell("t05_vae_gan_elbo_check")
+@points(1)
+def test_elbo_equals_evidence_at_the_posterior(student):
+    """At q = p(z | x) the ELBO is log p(x) = log N(x; b, w^2 + s^2), for two models."""
+    _no_distributions(student, "linear_gaussian_elbo")
+    x = torch.tensor([-2.0, -0.3, 0.0, 1.7, 4.2], dtype=torch.float64)
+    for w, b, s2 in [(-0.7, 0.4, 0.09), (3.0, -1.0, 1.5)]:
+        mean, var = _posterior(x, w, b, s2)
+        got = student.run(
+            probe_call,
+            name="linear_gaussian_elbo",
+            args=[x, w, b, s2, mean, torch.full_like(x, math.log(var))],
+        )
+        want = Normal(b, math.sqrt(w**2 + s2)).log_prob(x)
+        what = f"linear_gaussian_elbo at the exact posterior (w={w}, b={b}, s^2={s2})"
+        _close(_tensor(got, (5,), what), want, what)
+
+
+@grade_cell("t05_vae_gan_elbo_check")
+@points(1)
+def test_elbo_gap_is_the_kl_to_the_posterior(student):
+    """For 4 x 6 other Gaussians q (broadcast against 6 observations): log p(x) - ELBO =
+    KL(q || p(z | x))."""
+    _no_distributions(student, "linear_gaussian_elbo")
+    gen = torch.Generator().manual_seed(110)
+    w, b, s2 = 1.3, 0.2, 0.5
+    x = torch.randn(6, generator=gen, dtype=torch.float64) * 2
+    q_mu = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    q_logvar = torch.randn(4, 1, generator=gen, dtype=torch.float64)
+    got = student.run(probe_call, name="linear_gaussian_elbo", args=[x, w, b, s2, q_mu, q_logvar])
+    mean, var = _posterior(x, w, b, s2)
+    kl = kl_divergence(Normal(q_mu, (0.5 * q_logvar).exp()), Normal(mean, math.sqrt(var)))
+    want = Normal(b, math.sqrt(w**2 + s2)).log_prob(x) - kl
+    what = "linear_gaussian_elbo(x (6,), q_mu (4, 6), q_logvar (4, 1))"
+    _close(_tensor(got, (4, 6), what), want, what)
+
+
+# Exercise 6: gaussian_kl_full -----------------------------------------------------------------
+
+
+def _spd(gen, *shape, low=0.3):
+    a = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    return a @ a.transpose(-2, -1) + low * torch.eye(shape[-1], dtype=torch.float64)
+
+
+def _ref_kl_full(m1, c1, m2, c2):
+    return kl_divergence(MultivariateNormal(m1, c1), MultivariateNormal(m2, c2))
+
+
+@grade_cell("t05_vae_gan_kl_full_check")
+@points(1)
+def test_kl_full_values(student):
+    """A batch of 5 pairs in 4 dimensions, both directions, against MultivariateNormal."""
+    _no_distributions(student, "gaussian_kl_full")
+    gen = torch.Generator().manual_seed(111)
+    m1, m2 = (
+        torch.randn(5, 4, generator=gen, dtype=torch.float64),
+        torch.randn(5, 4, generator=gen, dtype=torch.float64),
+    )
+    c1, c2 = _spd(gen, 5, 4, 4), _spd(gen, 5, 4, 4)
+    for args, label in [((m1, c1, m2, c2), "KL(q || p)"), ((m2, c2, m1, c1), "KL(p || q)")]:
+        what = f"gaussian_kl_full, 5 pairs in 4 dimensions, {label}"
+        got = student.run(probe_call, name="gaussian_kl_full", args=list(args))
+        _close(_tensor(got, (5,), what), _ref_kl_full(*args), what)
+
+
+@grade_cell("t05_vae_gan_kl_full_check")
+@points(1)
+def test_kl_full_broadcasting_and_diagonal(student):
+    """Means (3, 5) against one shared (5,) mean and (5, 5) covariance; and diagonal
+    covariances, whose KL is the sum of the 1-D ones."""
+    _no_distributions(student, "gaussian_kl_full")
+    gen = torch.Generator().manual_seed(112)
+    m1, c1 = torch.randn(3, 5, generator=gen, dtype=torch.float64), _spd(gen, 3, 5, 5)
+    m2, c2 = torch.randn(5, generator=gen, dtype=torch.float64), _spd(gen, 5, 5)
+    what = "gaussian_kl_full(mu1 (3, 5), cov1 (3, 5, 5), mu2 (5,), cov2 (5, 5))"
+    got = student.run(probe_call, name="gaussian_kl_full", args=[m1, c1, m2, c2])
+    _close(
+        _tensor(got, (3,), what), _ref_kl_full(m1, c1, m2.expand(3, 5), c2.expand(3, 5, 5)), what
+    )
+    v1, v2 = (
+        torch.rand(2, 6, generator=gen, dtype=torch.float64) + 0.1,
+        torch.rand(2, 6, generator=gen, dtype=torch.float64) + 0.1,
+    )
+    n1, n2 = (
+        torch.randn(2, 6, generator=gen, dtype=torch.float64),
+        torch.randn(2, 6, generator=gen, dtype=torch.float64),
+    )
+    what = "gaussian_kl_full with diagonal covariances"
+    got = student.run(
+        probe_call,
+        name="gaussian_kl_full",
+        args=[n1, torch.diag_embed(v1), n2, torch.diag_embed(v2)],
+    )
+    want = kl_divergence(Normal(n1, v1.sqrt()), Normal(n2, v2.sqrt())).sum(-1)
+    _close(_tensor(got, (2,), what), want, what)
+
+
+@grade_cell("t05_vae_gan_kl_full_check")
+@points(1)
+def test_kl_full_large_determinants(student):
+    """40 dimensions in float32, variances from 10 to 1000: each determinant is about 1e80, past
+    float32's largest number (3e38), so det() overflows where slogdet (or a Cholesky factor)
+    does not. The KL itself is a moderate number."""
+    _no_distributions(student, "gaussian_kl_full")
+    gen = torch.Generator().manual_seed(113)
+    basis, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=torch.float64))
+    variances = torch.logspace(1, 3, 40, dtype=torch.float64)
+    factors = 0.8 + 0.45 * torch.rand(40, generator=gen, dtype=torch.float64)
+    c1 = basis @ torch.diag(variances) @ basis.T
+    c2 = basis @ torch.diag(variances * factors) @ basis.T
+    c1, c2 = (c1 + c1.T) / 2, (c2 + c2.T) / 2
+    m1 = torch.randn(40, generator=gen, dtype=torch.float64)
+    m2 = m1 + torch.randn(40, generator=gen, dtype=torch.float64)
+    args = [t.float() for t in (m1, c1, m2, c2)]
+    got = student.run(probe_call, name="gaussian_kl_full", args=args)
+    what = "gaussian_kl_full in 40 dimensions, float32, determinants near 1e80"
+    _close(_tensor(got, (), what), _ref_kl_full(m1, c1, m2, c2), what, atol=1e-3, rtol=1e-3)
+
+
+# Exercise 8: negative_elbo --------------------------------------------------------------------
+
+
+def probe_neg_elbo_grad(ns, logits, x, mu, logvar):
+    logits, mu = logits.clone().requires_grad_(True), mu.clone().requires_grad_(True)
+    loss = ns["negative_elbo"](logits, x, mu, logvar)
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad):
+        return {"loss": loss, "dlogits": None, "dmu": None}
+    loss.backward()
+    return {"loss": loss.detach(), "dlogits": logits.grad, "dmu": mu.grad}
+
+
+def _ref_neg_elbo(logits, x, mu, logvar):
+    rec = F.binary_cross_entropy_with_logits(logits.double(), x.double(), reduction="sum")
+    prior = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+    kl = kl_divergence(Independent(Normal(mu.double(), (0.5 * logvar.double()).exp()), 1), prior)
+    return (rec + kl.sum()) / len(mu)
+
+
+@grade_cell("t05_vae_gan_neg_elbo_check")
+@points(1)
+def test_neg_elbo_values(student):
+    """Images as (N, 1, 28, 28) and as (N, 784), latent sizes 2 and 16, against binary
+    cross-entropy with logits plus kl_divergence, per image."""
+    gen = torch.Generator().manual_seed(114)
+    for shape, d in [((6, 1, 28, 28), 2), ((3, 784), 16)]:
+        logits, x = torch.randn(*shape, generator=gen) * 4, torch.rand(*shape, generator=gen)
+        mu, logvar = (
+            torch.randn(shape[0], d, generator=gen),
+            torch.randn(shape[0], d, generator=gen),
+        )
+        got = student.run(probe_call, name="negative_elbo", args=[logits, x, mu, logvar])
+        what = f"negative_elbo on images of shape {shape}, latent size {d}"
+        _close(
+            _number(got, what),
+            _ref_neg_elbo(logits, x, mu, logvar).item(),
+            what,
+            rtol=1e-5,
+            atol=1e-3,
+        )
+
+
+@grade_cell("t05_vae_gan_neg_elbo_check")
+@points(1)
+def test_neg_elbo_gradients_and_large_logits(student):
+    """Gradients (sigmoid(logit) - x) / N for the logits and mu / N for the means; logits of
+    +-100 give the exact finite loss."""
+    gen = torch.Generator().manual_seed(115)
+    logits, x = torch.randn(4, 784, generator=gen) * 2, torch.rand(4, 784, generator=gen)
+    mu, logvar = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
+    got = student.run(probe_neg_elbo_grad, logits=logits, x=x, mu=mu, logvar=logvar)
+    assert got["dlogits"] is not None, "negative_elbo: no gradient reached the logits"
+    _close(
+        _tensor(got["dlogits"], (4, 784), "d loss / d logits"),
+        (torch.sigmoid(logits) - x) / 4,
+        "negative_elbo: gradient with respect to the logits",
+        atol=1e-6,
+    )
+    _close(
+        _tensor(got["dmu"], (4, 3), "d loss / d mu"),
+        mu / 4,
+        "negative_elbo: gradient with respect to mu",
+        atol=1e-6,
+    )
+    big = torch.full((2, 784), 100.0) * (2 * (torch.rand(2, 784, generator=gen) > 0.5) - 1)
+    xb = (big > 0).float()
+    got = student.run(
+        probe_call, name="negative_elbo", args=[big, 1 - xb, torch.zeros(2, 2), torch.zeros(2, 2)]
+    )
+    what = "negative_elbo with logits of +-100, every pixel wrong"
+    _close(
+        _number(got, what),
+        _ref_neg_elbo(big, 1 - xb, torch.zeros(2, 2), torch.zeros(2, 2)).item(),
+        what,
+        rtol=1e-5,
+    )

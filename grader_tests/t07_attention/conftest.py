@@ -11,7 +11,7 @@ torch.profiler (which names each aten operator reached, whatever route the code 
 A mistake costs only the marks of the exercise it is in: `MultiHeadAttention` is called with a
 correct `scaled_dot_product_attention` in place of the notebook's, and `EncoderBlock` with a
 correct `MultiHeadAttention` as well (both written out in the probe from the same operators), so
-a missing scale factor in Exercise 1 does not also cost Exercises 3 and 5.
+a missing scale factor in Exercise 1 does not also cost Exercises 3 and 8.
 """
 
 import math

@@ -1,8 +1,11 @@
-"""Hidden tests for t08_tokenisation_scaling's evaluation and scaling exercises (5 points).
+"""Hidden tests for t08_tokenisation_scaling's evaluation and scaling exercises (8 points).
 
 `bits_per_char` is compared with the formula (loss x tokens / (characters x ln 2)) on values
 other than the notebook's; `fit_power_law` with exact power laws (a and alpha known by
-construction) and, on noisy points, with NumPy's least-squares line through (ln N, ln L).
+construction) and, on noisy points, with NumPy's least-squares line through (ln N, ln L);
+`fit_scaling_law` (L = E + A N^-alpha) with exact laws (E, A and alpha known by construction)
+and, on noisy points, by its squared error against the least one, found here by variable
+projection on a fine grid of exponents.
 """
 
 import math
@@ -104,4 +107,102 @@ def test_fit_noisy_least_squares(student):
     ), (
         f"on 7 noisy points, (a, alpha) = ({a:.6g}, {alpha:.6g}); the least-squares line "
         f"through (ln N, ln L) gives ({want_a:.6g}, {want_alpha:.6g})"
+    )
+
+
+# fit_scaling_law: L = E + A N^-alpha ----------------------------------------------------------
+
+LAW_CELL = "t08_tokenisation_scaling_fit_scaling_law_check"
+
+
+def probe_fit_law(ns, n, loss, kind):
+    if kind == "tensor":
+        n, loss = torch.tensor(n, dtype=torch.float64), torch.tensor(loss, dtype=torch.float64)
+    elif kind == "numpy":
+        n, loss = np.asarray(n), np.asarray(loss)
+    out = ns["fit_scaling_law"](n, loss)
+    if not isinstance(out, tuple | list) or len(out) != 3:
+        return {"ok": False, "type": type(out).__name__}
+    return {"ok": True, "fit": [float(v) for v in out]}
+
+
+def _fit_law(student, n, loss, kind="list"):
+    got = student.run(
+        probe_fit_law, n=[float(v) for v in n], loss=[float(v) for v in loss], kind=kind
+    )
+    assert got["ok"], f"fit_scaling_law returned a {got['type']}, expected (E, A, alpha)"
+    return got["fit"]
+
+
+def _sse(n, loss, e, a, alpha):
+    n, loss = np.asarray(n, dtype=np.float64), np.asarray(loss, dtype=np.float64)
+    return float(((loss - e - a * n**-alpha) ** 2).sum())
+
+
+def _best_sse(n, loss):
+    """The least squared error of E + A N^-alpha over alpha in [0.01, 2], by variable projection
+    on a grid of 20,001 exponents (E and A by linear least squares for each)."""
+    x, y = np.asarray(n, dtype=np.float64), np.asarray(loss, dtype=np.float64)
+    best = math.inf
+    for alpha in np.linspace(0.01, 2.0, 20001):
+        design = np.stack([np.ones_like(x), x**-alpha], axis=1)
+        coef = np.linalg.lstsq(design, y, rcond=None)[0]
+        best = min(best, float(((design @ coef - y) ** 2).sum()))
+    return best
+
+
+@grade_cell(LAW_CELL)
+@points(1)
+def test_law_exact_points(student):
+    """Points exactly on L = 1.69 + 406.4 N^-0.34 (Chinchilla's parameter term) over five orders
+    of magnitude, as lists and as tensors: E, A and alpha come back (relative tolerance 1e-4)."""
+    n = np.geomspace(1e5, 1e10, 8)
+    loss = 1.69 + 406.4 * n**-0.34
+    for kind in ("list", "tensor"):
+        e, a, alpha = _fit_law(student, n, loss, kind)
+        for name, got, want in [("E", e, 1.69), ("A", a, 406.4), ("alpha", alpha, 0.34)]:
+            assert math.isclose(got, want, rel_tol=1e-4), (
+                f"fit_scaling_law on points exactly on L = 1.69 + 406.4 N^-0.34 ({kind}s): "
+                f"{name} = {got:.6g}, expected {want}"
+            )
+
+
+@grade_cell(LAW_CELL)
+@points(1)
+def test_law_noisy_points_least_squares(student):
+    """Ten noisy points: the fit's squared error is the least one over alpha in [0.01, 2] (found
+    here on a fine grid), within 1e-6 relative."""
+    rng = np.random.default_rng(21)
+    n = np.geomspace(3e3, 3e7, 10)
+    loss = 1.1 + 9.0 * n**-0.25 + rng.normal(0, 0.01, size=10)
+    e, a, alpha = _fit_law(student, n, loss, "numpy")
+    got, best = _sse(n, loss, e, a, alpha), _best_sse(n, loss)
+    assert got <= best * (1 + 1e-6) + 1e-15, (
+        f"fit_scaling_law on 10 noisy points: squared error {got:.6g} with (E, A, alpha) = "
+        f"({e:.4g}, {a:.4g}, {alpha:.4g}); the least squares fit reaches {best:.6g}"
+    )
+
+
+@grade_cell(LAW_CELL)
+@points(1)
+def test_law_pure_power_law_and_few_points(student):
+    """Four points on a pure power law (E = 0) are fitted exactly; five noisy points of a ladder
+    like the tutorial's get the least squared error (its exponent may sit at the edge, 0.01)."""
+    n = [1e3, 1e4, 1e5, 1e6]
+    e, a, alpha = _fit_law(student, n, [3.0 * v**-0.2 for v in n])
+    assert (
+        abs(e) < 1e-6
+        and math.isclose(a, 3.0, rel_tol=1e-5)
+        and math.isclose(alpha, 0.2, rel_tol=1e-5)
+    ), (
+        f"fit_scaling_law on points exactly on L = 3 N^-0.2: (E, A, alpha) = ({e:.4g}, {a:.6g}, "
+        f"{alpha:.6g}), expected (0, 3, 0.2)"
+    )
+    n = [6592, 14496, 25472, 56640, 100096]
+    loss = [2.679, 2.604, 2.542, 2.429, 2.281]
+    e, a, alpha = _fit_law(student, n, loss)
+    got, best = _sse(n, loss, e, a, alpha), _best_sse(n, loss)
+    assert got <= best * (1 + 1e-6) + 1e-15, (
+        f"fit_scaling_law on a five-model ladder: squared error {got:.6g}; the least squares fit "
+        f"over alpha in [0.01, 2] reaches {best:.6g}"
     )
