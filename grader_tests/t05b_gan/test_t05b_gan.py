@@ -182,12 +182,14 @@ def test_saturating_loss_values(student):
     """The mean of log(1 - sigmoid(a)) for (N, 1) and (N,) logits, and for logits of 40 and 100,
     where log(1 - sigmoid(a)) computed as written is -inf in float32."""
     gen = torch.Generator().manual_seed(109)
-    cases = [torch.randn(10, 1, generator=gen) * 2, torch.randn(7, generator=gen) - 1,
-             torch.tensor([100.0, -100.0, 3.0, 40.0])]  # fmt: skip
-    for fake in cases:
+    cases = [(torch.randn(10, 1, generator=gen) * 2, "random logits of shape (10, 1)"),
+             (torch.randn(7, generator=gen) - 1, "random logits of shape (7,)"),
+             (torch.tensor([100.0, -100.0, 3.0, 40.0]), "logits [100, -100, 3, 40]")]  # fmt: skip
+    for fake, label in cases:
         got = student.run(probe_call, name="saturating_generator_loss", args=[fake])
         want = F.logsigmoid(-fake.double()).mean().item()
-        _close(got, want, f"saturating_generator_loss(fake {tuple(fake.shape)})", rtol=1e-4)
+        what = f"saturating_generator_loss on {label}"
+        _close(got, want, what, "mean log(1 - sigmoid(a)) in float64", rtol=1e-4)
 
 
 @grade_cell("t05b_gan_saturating_check")
