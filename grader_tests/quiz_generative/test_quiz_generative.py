@@ -1,9 +1,10 @@
 """Hidden answers to quiz_generative, one point each (grade cells quiz_generative_q1 ... q12).
 
-The questions follow T05: KL divergences between Gaussians, the reparameterisation trick, the
-ELBO, the optimal discriminator, the Jensen-Shannon divergence and mode collapse. Where PyTorch
-can compute an answer, the test computes it here instead of stating it, so the key cannot be
-wrong: KLs from `torch.distributions`, the derivative by autograd, JS from its definition.
+The questions follow T05 (Q1-Q7) and T05b (Q8-Q12): KL divergences between Gaussians, the
+reparameterisation trick, the ELBO, the optimal discriminator, the Jensen-Shannon divergence and
+mode collapse. Where PyTorch can compute an answer, the test computes it here instead of stating
+it, so the key cannot be wrong: KLs from `torch.distributions`, the derivative by autograd, JS
+from its definition.
 Numbers are accepted within 0.005 (students copy them with three decimals).
 """
 
