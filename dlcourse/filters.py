@@ -6,6 +6,8 @@ strides, T03 CNNs).
   a given stride, padding and dilation, and how often each input pixel is used.
 - `receptive_field_map`: which input pixels reach the centre output pixel of a stack of
   convolutions and pooling layers, and through how many paths (`support_width` reads the width).
+- `show_receptive_field`: the same along one axis, drawn as a diagram: one row of units per
+  layer, the units that reach the top unit highlighted and joined to the units they read.
 
 Nothing here is a tutorial's exercise: the notebooks ask students for the formulas (output
 sizes, receptive fields) and the filters; these draw and measure what the formulas predict.
@@ -19,9 +21,13 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
+from matplotlib.collections import LineCollection
 from matplotlib.patches import Rectangle
 
-__all__ = ["receptive_field_map", "show_filter_bank", "show_kernel_positions", "support_width"]
+__all__ = [
+    "receptive_field_map", "show_filter_bank", "show_kernel_positions", "show_receptive_field",
+    "support_width",
+]  # fmt: skip
 
 _MAX_ANNOTATED = 7  # kernels up to 7x7 get their values written in each cell
 
@@ -265,3 +271,88 @@ def support_width(field: torch.Tensor) -> int:
     """Width in pixels of the non-zero part of a map such as `receptive_field_map`'s (columns)."""
     cols = (field.abs().sum(dim=0) > 0).nonzero()
     return 0 if len(cols) == 0 else int(cols.max() - cols.min() + 1)
+
+
+_MAX_DRAWN_FIELD = 64  # input units a receptive-field diagram can show legibly
+
+
+def _field_units(layers: Sequence[Sequence[int]]) -> list[set[int]]:
+    """For each level (0 = input, last = the top layer's output), the units the top unit at index
+    0 depends on, found by following every kernel tap down the stack (not by a formula)."""
+    levels = [{0}]
+    for k, s, d in reversed([(tuple(layer) + (1,))[:3] for layer in layers]):
+        levels.append({s * u + d * t for u in levels[-1] for t in range(k)})
+    return levels[::-1]
+
+
+def show_receptive_field(
+    layers: Sequence[Sequence[int]],
+    names: Sequence[str] | None = None,
+    title: str | None = None,
+) -> plt.Figure:
+    """Which input units one unit at the top of a stack of layers sees, along one axis.
+
+    `layers` are `(k, s)` or `(k, s, d)` tuples (kernel size, stride, dilation), input side
+    first; pooling layers count like convolutions. One row of units per level, each drawn at
+    the centre of the input region it covers, so strides show as wider spacing. The units that
+    reach the top unit are filled and joined to the units they read; a few neighbours on each
+    side are drawn hollow. The left margin names the rows, the right margin gives each level's
+    receptive field and jump (the input distance between neighbouring units), and a bracket
+    under the input marks the top unit's receptive field.
+    """
+    layers = [(tuple(layer) + (1,))[:3] for layer in layers]
+    if not layers:
+        raise ValueError("show_receptive_field needs at least one layer")
+    names = list(names) if names is not None else [f"k={k}, s={s}, d={d}" for k, s, d in layers]
+    if len(names) != len(layers):
+        raise ValueError(f"{len(layers)} layers but {len(names)} names")
+    units = _field_units(layers)
+    field = max(units[0]) - min(units[0]) + 1
+    if field > _MAX_DRAWN_FIELD:
+        raise ValueError(
+            f"the receptive field is {field} units wide; the diagram draws at most "
+            f"{_MAX_DRAWN_FIELD} (use receptive_field_map for larger ones)"
+        )
+    # Receptive field r and jump j of one unit at each level (the recurrence of T03, used here
+    # only to place the units: unit i of level l covers input i * j .. i * j + r - 1).
+    rf, jump = [1], [1]
+    for k, s, d in layers:
+        rf.append(rf[-1] + d * (k - 1) * jump[-1])
+        jump.append(jump[-1] * s)
+
+    def centre(level: int, i: int) -> float:
+        return i * jump[level] + (rf[level] - 1) / 2
+
+    margin = 2
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * (field + 2 * margin) + 4.5),
+                                    1.1 * len(layers) + 1.9), layout="constrained")  # fmt: skip
+    edges = []
+    for level in range(1, len(units)):
+        k, s, d = layers[level - 1]
+        for u in units[level]:
+            for t in range(k):
+                below = s * u + d * t
+                edges.append([(centre(level - 1, below), level - 1), (centre(level, u), level)])
+    ax.add_collection(LineCollection(edges, colors="tab:blue", linewidths=0.8, alpha=0.5))
+    lo, hi = -margin - 0.5, field + margin - 0.5
+    for level, used in enumerate(units):
+        first = int((lo - (rf[level] - 1) / 2) // jump[level]) - 1
+        last = int((hi - (rf[level] - 1) / 2) // jump[level]) + 1
+        shown = [i for i in range(first, last + 1) if lo <= centre(level, i) <= hi]
+        xs = [centre(level, i) for i in shown]
+        filled = [i in used for i in shown]
+        ax.scatter(xs, [level] * len(xs), s=70, zorder=3, edgecolors="0.3",
+                   c=["tab:orange" if f else "white" for f in filled])  # fmt: skip
+        label = "input" if level == 0 else names[level - 1]
+        ax.text(lo - 0.8, level, label, ha="right", va="center", fontsize=9)
+        ax.text(hi + 0.8, level, f"r = {rf[level]}, jump {jump[level]}", ha="left", va="center",
+                fontsize=8, color="0.3")  # fmt: skip
+    ax.annotate("", xy=(-0.4, -0.45), xytext=(field - 0.6, -0.45),
+                arrowprops={"arrowstyle": "|-|", "color": "tab:orange", "lw": 1.5})  # fmt: skip
+    ax.text((field - 1) / 2, -0.75, f"receptive field: {field} input units", ha="center",
+            va="top", fontsize=9, color="tab:orange")  # fmt: skip
+    ax.set_xlim(lo - 0.5, hi + 0.5)
+    ax.set_ylim(-1.3, len(layers) + 0.5)
+    ax.axis("off")
+    ax.set_title(title or f"Receptive field of one unit after {len(layers)} layers: {field} units")
+    return fig

@@ -1,9 +1,11 @@
 """A small classifier training loop that records loss curves, for the tutorials' measured runs.
 
-T04 trains a CNN with and without batch-norm, T04b the same model with and without importance
-weights; both compare runs that differ in one thing only, so the loop is shared and fixed here:
-the same mini-batches in the same order for every run with the same `seed` (its own generator,
-the global RNG is left alone), and a point on the curves after each stretch of
+T03 trains a CNN with and without data augmentation, T04 with and without batch-norm, T04b the
+same model with and without importance weights; each compares runs that differ in one thing
+only, so the loop is shared and fixed here: the same mini-batches in the same order for every run
+with the same `seed` (its own generator, the global RNG is left alone; a `transform` draws from a
+second one, so augmenting does not change the batches), and a point on the curves after each
+stretch of
 1/`evals_per_epoch` of an epoch (mean training loss over the stretch, validation loss and
 accuracy in evaluation mode). `sample_weights` (one per training example) go to `loss_fn`
 with each batch, so a notebook trains with the student's own weighted loss; the module has no
@@ -22,6 +24,7 @@ from torch import nn
 from dlcourse.data import Split
 
 LossFn = Callable[..., torch.Tensor]
+Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @torch.no_grad()
@@ -48,6 +51,7 @@ def train_classifier(
     batch_size: int = 64,
     sample_weights: torch.Tensor | None = None,
     loss_fn: LossFn | None = None,
+    transform: Transform | None = None,
     evals_per_epoch: int = 4,
     seed: int = 0,
     label: str = "",
@@ -60,7 +64,9 @@ def train_classifier(
     "seconds" is the wall-clock time of the whole run (shown, never compared). `optimizer` is
     "sgd" (plain SGD) or "adam". The loss is `loss_fn(logits, targets)` (by default
     `F.cross_entropy`), or `loss_fn(logits, targets, weights)` with the batch's share of
-    `sample_weights` when those are given (then `loss_fn` is required). Prints one line at the
+    `sample_weights` when those are given (then `loss_fn` is required). `transform(images,
+    generator)` (data augmentation) replaces each training batch's images, on the CPU, before
+    the model sees them; its generator is seeded from `seed` too. Prints one line at the
     end, prefixed by `label`, naming the `val` split `val_name` (T04b's is the test set).
     """
     if optimizer not in ("sgd", "adam"):
@@ -78,6 +84,7 @@ def train_classifier(
     params = model.parameters()
     opt = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    transform_gen = torch.Generator().manual_seed(seed + 1)
     history: dict[str, list[float]] = {"epoch": [], "train loss": []}
     if val is not None:
         history.update({"val loss": [], "val accuracy": []})
@@ -90,7 +97,8 @@ def train_classifier(
             total, seen = 0.0, 0
             for i in range(0, len(part), batch_size):
                 idx = part[i : i + batch_size]
-                xb, yb = train.x[idx].to(dev), train.y[idx].to(dev)
+                xb = train.x[idx] if transform is None else transform(train.x[idx], transform_gen)
+                xb, yb = xb.to(dev), train.y[idx].to(dev)
                 logits = model(xb)
                 if sample_weights is None:
                     loss = loss_fn(logits, yb)

@@ -1,6 +1,7 @@
 """dlcourse.filters: the receptive-field measurement agrees with the layers' arithmetic, the
 kernel-position diagram places as many windows as PyTorch computes outputs, and the filter-bank
-figure draws one column per kernel."""
+figure draws one column per kernel; the receptive-field diagram highlights the field that
+autograd measures, with every part labelled."""
 
 import matplotlib
 
@@ -87,3 +88,33 @@ def test_filter_bank_draws_a_column_per_kernel():
     plt.close(fig)
     with pytest.raises(ValueError, match="3 kernels but 2 responses"):
         filters.show_filter_bank(kernels, responses[:2])
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [[(3, 1), (2, 2), (3, 1)], [(3, 1, 1), (3, 1, 2), (3, 1, 4)], [(5, 2), (3, 3)]],
+    ids=["conv-pool-conv", "dilated", "strided"],
+)
+def test_receptive_field_diagram_marks_the_measured_field(layers):
+    """The input units the diagram highlights span the width autograd measures, and the figure
+    names every row, each level's field and jump, and the field under the input."""
+    net = nn.Sequential(*[nn.Conv2d(1, 1, k, stride=s, dilation=(layer + (1,))[2])
+                          for layer in layers for k, s in [layer[:2]]])  # fmt: skip
+    width = filters.support_width(filters.receptive_field_map(net, size=41))
+    used = filters._field_units(layers)[0]
+    assert max(used) - min(used) + 1 == width
+    names = [f"layer {i}" for i in range(len(layers))]
+    fig = filters.show_receptive_field(layers, names, title="t")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert {"input", *names} <= set(texts)
+    assert f"receptive field: {width} input units" in texts
+    assert f"r = {width}, jump {torch.tensor([s for _, s, *_ in layers]).prod()}" in texts
+    assert fig.axes[0].get_title() == "t"
+    plt.close(fig)
+
+
+def test_receptive_field_diagram_refuses_bad_input():
+    with pytest.raises(ValueError, match="2 layers but 1 names"):
+        filters.show_receptive_field([(3, 1), (3, 1)], ["a"])
+    with pytest.raises(ValueError, match="at most 64"):
+        filters.show_receptive_field([(3, 1, 2**i) for i in range(6)])

@@ -1,4 +1,5 @@
-"""dlcourse.training: the weighted loss, evaluation, and the curve-recording training loop."""
+"""dlcourse.training: the weighted loss, evaluation, augmentation, and the curve-recording
+training loop."""
 
 import pytest
 import torch
@@ -106,3 +107,27 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="need a loss_fn"):
         training.train_classifier(toy_model(), split, epochs=1, lr=0.1,
                                   sample_weights=torch.ones(8))  # fmt: skip
+
+
+def test_transform_changes_the_images_not_the_batches():
+    """A transform sees every training batch (with its own generator) and the model sees what it
+    returns; drawing from its generator leaves the batch order of the run unchanged."""
+    split = toy_split()
+    calls = []
+
+    def noisy_identity(x, gen):
+        calls.append((len(x), gen))
+        return x + 0.0 * torch.rand(x.shape, generator=gen)
+
+    kwargs = {"epochs": 2, "lr": 0.1, "batch_size": 32, "evals_per_epoch": 1}
+    plain = training.train_classifier(toy_model(), split, **kwargs)
+    same = training.train_classifier(toy_model(), split, **kwargs, transform=noisy_identity)
+    assert plain["train loss"] == same["train loss"]
+    assert [n for n, _ in calls] == [32] * 6 and len({id(g) for _, g in calls}) == 1
+    model = toy_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    training.train_classifier(model, split, epochs=1, lr=0.5,
+                              transform=lambda x, gen: torch.zeros_like(x))  # fmt: skip
+    weight, bias = (p.detach() for p in model.parameters())
+    torch.testing.assert_close(weight, before[0])  # zero images: no gradient reaches the weights
+    assert not torch.equal(bias, before[1])

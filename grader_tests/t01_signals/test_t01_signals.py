@@ -2,9 +2,13 @@
 
 Every test calls the student's function in the sandbox on inputs chosen here (not those of the
 notebook's visible checks) and compares the result with PyTorch (`F.conv1d`, `F.conv2d`,
-`F.max_pool2d`, `F.avg_pool2d`), NumPy (`np.convolve`) or torchvision (`gaussian_blur`). The
-by-hand exercises also lose a point when they call a library convolution or pooling function:
-read statically from the notebook source, and watched while the function runs.
+`F.max_pool2d`, `F.avg_pool2d`, autograd, layers' parameter counts), NumPy (`np.convolve`),
+torchvision (`gaussian_blur`) or a value derived by hand. The by-hand exercises also lose a point
+when they call a library convolution or pooling function (read statically from the notebook
+source, and watched while the function runs), the gradients when they use autograd. Exercises
+built on earlier ones (convolve1d on corr1d, corr2d_multi on corr2d, corr1d_backward on both 1-D
+ones) run with correct versions of those in place of the student's, so one mistake costs one
+exercise's marks.
 """
 
 import ast
@@ -26,12 +30,45 @@ LIBRARY = {
 }  # fmt: skip
 
 
-def probe_call(ns, name, args, kwargs=None):
-    """ns[name](*args, **kwargs); a tensor comes back as it is, anything else as its type."""
-    out = ns[name](*args, **(kwargs or {}))
-    if isinstance(out, torch.Tensor):
-        return out.detach().cpu()
-    return f"a {type(out).__name__}, not a tensor"
+def probe_call(ns, name, args, kwargs=None, reference=()):
+    """ns[name](*args, **kwargs), with the earlier exercises named in `reference` replaced by
+    correct versions while it runs, so that a mistake in one exercise costs only its own marks.
+    Tensors come back as they are, numbers as numbers, tuples and lists as tuples of those,
+    anything else as a description."""
+
+    def corr1d(x, w):
+        return F.conv1d(x[None, None], w[None, None])[0, 0]
+
+    def convolve1d(x, w):
+        k = len(w)
+        return F.conv1d(F.pad(x, (k - 1, k - 1))[None, None], w.flip(0)[None, None])[0, 0]
+
+    def corr2d(x, w):
+        return F.conv2d(x[None, None], w[None, None])[0, 0]
+
+    correct = {"corr1d": corr1d, "convolve1d": convolve1d, "corr2d": corr2d}
+    fn = ns[name]
+    definitions = getattr(fn, "__globals__", None)
+    definitions = definitions if isinstance(definitions, dict) else {}
+    saved = {k: definitions[k] for k in reference if k in definitions}
+    definitions.update({k: correct[k] for k in reference})
+    try:
+        out = fn(*args, **(kwargs or {}))
+    finally:
+        for k in reference:
+            definitions.pop(k, None)
+        definitions.update(saved)
+
+    def plain(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu()
+        if type(v) in (int, float):
+            return v
+        if isinstance(v, tuple | list):
+            return tuple(plain(e) for e in v)
+        return f"a {type(v).__name__}, not a tensor"
+
+    return plain(out)
 
 
 def probe_library_calls(ns, name, args, kwargs=None):
@@ -121,7 +158,7 @@ def test_corr1d_by_hand(student):
 
 
 def _convolve(student, x, w):
-    got = student.run(probe_call, name="convolve1d", args=[x, w])
+    got = student.run(probe_call, name="convolve1d", args=[x, w], reference=["corr1d"])
     want = torch.from_numpy(np.convolve(x.double().numpy(), w.double().numpy()))
     close(got, want, f"convolve1d(x of length {len(x)}, w of length {len(w)})", "np.convolve")
 
@@ -144,7 +181,76 @@ def test_convolve1d_flips_and_long_kernels(student):
     _convolve(student, torch.randn(4, generator=g), torch.randn(9, generator=g))
 
 
-# Exercise 3: corr2d (3 points) -----------------------------------------------------------
+# Exercise 3: corr1d_backward (3 points) --------------------------------------------------
+
+AUTOGRAD = {"backward", "autograd", "grad", "requires_grad", "requires_grad_", "enable_grad",
+            "func", "vjp", "jacobian", "functional"}  # fmt: skip
+
+
+def _no_autograd(student, name):
+    """`name` computes its gradients itself: no autograd in its source."""
+    tree = ast.parse(student.source(name))
+    used = sorted(
+        {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr in AUTOGRAD}
+        | {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in AUTOGRAD}
+    )
+    assert not used, f"{name} uses {', '.join(used)}: the exercise asks for the gradients by hand"
+
+
+_no_autograd.__test__ = False
+
+
+def _autograd_corr1d(x, w, g):
+    x, w = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    F.conv1d(x[None, None], w[None, None])[0, 0].backward(g)
+    return x.grad, w.grad
+
+
+def _backward(student, x, w, g, want=None):
+    what = f"corr1d_backward(x of length {len(x)}, w of length {len(w)}, g)"
+    got = student.run(probe_call, name="corr1d_backward", args=[x, w, g],
+                      reference=["corr1d", "convolve1d"])  # fmt: skip
+    assert isinstance(got, tuple) and len(got) == 2, f"{what} returned {got!r}, not a pair"[:300]
+    want = want or _autograd_corr1d(x, w, g)
+    close(got[0], want[0], f"{what}: grad_x", "autograd through F.conv1d", atol=1e-4)
+    close(got[1], want[1], f"{what}: grad_w", "autograd through F.conv1d", atol=1e-4)
+
+
+@grade_cell(f"{N}_corr1d_backward_check")
+@points(1)
+def test_corr1d_backward_matches_autograd(student):
+    """Both gradients agree with autograd through F.conv1d for several lengths."""
+    g = _gen(13)
+    for n, k in [(10, 3), (17, 6), (8, 2)]:
+        x, w = torch.randn(n, generator=g), torch.randn(k, generator=g)
+        _backward(student, x, w, torch.randn(n - k + 1, generator=g))
+
+
+@grade_cell(f"{N}_corr1d_backward_check")
+@points(1)
+def test_corr1d_backward_one_hot(student):
+    """A gradient of 1 at output i: grad_w is the window x[i:i+k], grad_x the kernel placed at i."""
+    x, w = torch.tensor([2.0, -1.0, 4.0, 0.5, 3.0, -2.0]), torch.tensor([1.0, -3.0, 2.0])
+    for i in range(4):
+        g = torch.zeros(4)
+        g[i] = 1.0
+        grad_x = torch.zeros(6)
+        grad_x[i : i + 3] = w
+        _backward(student, x, w, g, want=(grad_x, x[i : i + 3]))
+
+
+@grade_cell(f"{N}_corr1d_backward_check")
+@points(1)
+def test_corr1d_backward_extreme_lengths(student):
+    """A kernel as long as the signal (one output) and a kernel of length 1; no autograd."""
+    g = _gen(14)
+    x = torch.randn(9, generator=g)
+    _backward(student, x, torch.randn(9, generator=g), torch.tensor([1.5]))
+    _backward(student, x, torch.tensor([-0.5]), torch.randn(9, generator=g))
+    _no_autograd(student, "corr1d_backward")
+
+
+# Exercise 4: corr2d (3 points) -----------------------------------------------------------
 
 
 def _corr2d(student, x, w):
@@ -182,11 +288,11 @@ def test_corr2d_by_hand(student):
     _by_hand(student, "corr2d", [torch.randn(6, 6), torch.randn(3, 3)])
 
 
-# Exercise 4: corr2d_multi (2 points) -----------------------------------------------------
+# Exercise 5: corr2d_multi (2 points) -----------------------------------------------------
 
 
 def _multi(student, x, w, b):
-    got = student.run(probe_call, name="corr2d_multi", args=[x, w, b])
+    got = student.run(probe_call, name="corr2d_multi", args=[x, w, b], reference=["corr2d"])
     want = F.conv2d(x[None], w, b)[0]
     what = f"corr2d_multi(x of shape {tuple(x.shape)}, w of shape {tuple(w.shape)}, b)"
     close(got, want, what, "F.conv2d", atol=1e-4)
@@ -213,7 +319,7 @@ def test_corr2d_multi_adds_each_bias_once(student):
     _multi(student, x[:1], torch.randn(1, 1, 3, 3, generator=g), torch.tensor([1.5]))
 
 
-# Exercise 5: pool2d (3 points) -----------------------------------------------------------
+# Exercise 6: pool2d (3 points) -----------------------------------------------------------
 
 
 def _pool(student, x, size, mode):
@@ -255,7 +361,61 @@ def test_pool_by_hand(student):
         _by_hand(student, "pool2d", [torch.randn(6, 6), 2], {"mode": mode})
 
 
-# Exercise 6: gaussian_kernel (2 points) --------------------------------------------------
+# Exercise 7: POOL_BY_HAND and pool2d_strided (3 points) ----------------------------------
+
+HAND_X = torch.tensor([[1.0, 3, 2, 0, 4], [5, 0, 1, 6, 2], [2, 7, 3, 1, 0], [0, 1, 8, 2, 5],
+                       [4, 2, 0, 3, 1]])  # fmt: skip
+
+
+def _strided(student, x, size, stride, mode):
+    got = student.run(probe_call, name="pool2d_strided", args=[x, size, stride],
+                      kwargs={"mode": mode})  # fmt: skip
+    ref = F.max_pool2d if mode == "max" else F.avg_pool2d
+    want = ref(x[None, None], size, stride)[0, 0]
+    what = f"pool2d_strided(x of shape {tuple(x.shape)}, {size}, {stride}, mode={mode!r})"
+    close(got, want, what, f"F.{ref.__name__}(x, {size}, {stride})", atol=1e-6)
+
+
+@grade_cell(f"{N}_pool2d_strided_check")
+@points(1)
+def test_pool_answer_worked_by_hand(student):
+    """POOL_BY_HAND is the 3x3, stride-2 max pooling of the notebook's 5x5 matrix."""
+    found, got = student.literal("POOL_BY_HAND")
+    assert found, "POOL_BY_HAND is not answered: write POOL_BY_HAND = [[a, b], [c, d]]"
+    want = F.max_pool2d(HAND_X[None, None], 3, 2)[0, 0]
+    rows = [list(r) for r in got] if isinstance(got, list | tuple) else None
+    ok = rows is not None and len(rows) == 2 and all(len(r) == 2 for r in rows)
+    assert ok, f"POOL_BY_HAND should be a 2x2 nested list, got {got!r}"[:200]
+    wrong = [f"[{i}][{j}] = {rows[i][j]!r} (it is {int(want[i, j])})" for i in range(2)
+             for j in range(2) if rows[i][j] != want[i, j].item()]  # fmt: skip
+    assert not wrong, "POOL_BY_HAND: " + "; ".join(wrong)
+
+
+@grade_cell(f"{N}_pool2d_strided_check")
+@points(1)
+def test_pool_strided_overlapping(student):
+    """Windows larger than the stride, max and average, with leftover rows and columns."""
+    g = _gen(53)
+    for (h, w), size, stride in [((9, 9), 3, 2), ((10, 13), 4, 3), ((8, 11), 5, 2)]:
+        x = torch.randn(h, w, generator=g) - 2.0
+        for mode in ("max", "avg"):
+            _strided(student, x, size, stride, mode)
+
+
+@grade_cell(f"{N}_pool2d_strided_check")
+@points(1)
+def test_pool_strided_gaps_and_by_hand(student):
+    """Strides larger than the window (gaps), windows of 1, and no library pooling."""
+    g = _gen(54)
+    x = torch.randn(11, 10, generator=g)
+    for size, stride in [(2, 3), (1, 4), (3, 3)]:
+        _strided(student, x, size, stride, "max")
+    _strided(student, x, 2, 3, "avg")
+    for mode in ("max", "avg"):
+        _by_hand(student, "pool2d_strided", [torch.randn(7, 7), 3, 2], {"mode": mode})
+
+
+# Exercise 8: gaussian_kernel (2 points) --------------------------------------------------
 
 
 def _kernel(student, size, sigma):
@@ -295,7 +455,7 @@ def test_gaussian_matches_torchvision(student):
         close(got, want, what, "torchvision's Gaussian", atol=1e-6)
 
 
-# Exercise 7: apply_filter_bank (2 points) ------------------------------------------------
+# Exercise 9: apply_filter_bank (2 points) ------------------------------------------------
 
 
 def _bank(student, image, kernels):
@@ -321,3 +481,109 @@ def test_filter_bank_rectangular_and_single(student):
     image = torch.rand(9, 12, generator=g)
     _bank(student, image, torch.randn(3, 2, 4, generator=g))
     _bank(student, image, torch.randn(1, 3, 3, generator=g))
+
+
+# Exercise 10: relative_contrast and parameter_counts (3 points) ---------------------------
+
+
+@grade_cell(f"{N}_why_cnns_check")
+@points(1)
+def test_relative_contrast(student):
+    """(max - min) / min of the Euclidean distances, against torch.cdist, and a case by hand."""
+    g = _gen(101)
+    cases = [(torch.rand(50, 3, generator=g), torch.rand(3, generator=g)),
+             (torch.randn(200, 40, generator=g), torch.randn(40, generator=g)),
+             (torch.tensor([[2.0, 0.0], [0.0, 3.0], [-6.0, 0.0]]), torch.zeros(2))]  # fmt: skip
+    for points_, query in cases:
+        got = student.run(probe_call, name="relative_contrast", args=[points_, query])
+        dist = torch.cdist(query[None].double(), points_.double())[0]
+        want = ((dist.max() - dist.min()) / dist.min()).item()
+        what = f"relative_contrast({len(points_)} points in {points_.shape[1]} dimensions)"
+        close(got, want, what, "torch.cdist's distances", atol=1e-5, rtol=1e-5)
+
+
+def _counts(student, c_in, c_out, h, w, k):
+    got = student.run(probe_call, name="parameter_counts", args=[c_in, c_out, h, w, k])
+    what = f"parameter_counts({c_in}, {c_out}, {h}, {w}, {k})"
+    ok = isinstance(got, tuple) and len(got) == 2 and all(type(v) is int for v in got)
+    assert ok, f"{what} returned {got!r}, expected a pair of ints (dense, conv)"
+    return got, what
+
+
+@grade_cell(f"{N}_why_cnns_check")
+@points(1)
+def test_parameter_counts_small_layers(student):
+    """Small layers: the counts of nn.Linear and nn.Conv2d themselves (weights and biases)."""
+    layers = [(1, 1, 3, 3, 3), (2, 5, 4, 6, 1), (3, 4, 5, 5, 5), (4, 2, 2, 7, 2)]
+    for c_in, c_out, h, w, k in layers:
+        got, what = _counts(student, c_in, c_out, h, w, k)
+        dense = sum(p.numel() for p in torch.nn.Linear(c_in * h * w, c_out * h * w).parameters())
+        conv = sum(p.numel() for p in torch.nn.Conv2d(c_in, c_out, k).parameters())
+        assert got == (dense, conv), f"{what} = {got}; nn.Linear and nn.Conv2d have {(dense, conv)}"
+
+
+@grade_cell(f"{N}_why_cnns_check")
+@points(1)
+def test_parameter_counts_large_image(student):
+    """A 224x224 colour image (counted by hand: weights plus one bias per output), in plain
+    integer arithmetic."""
+    got, what = _counts(student, 3, 64, 224, 224, 7)
+    n_in, n_out = 3 * 224 * 224, 64 * 224 * 224
+    want = (n_in * n_out + n_out, 64 * 3 * 7 * 7 + 64)
+    assert got == want, f"{what} = {got}, expected {want}"
+    tree = ast.parse(student.source("parameter_counts"))
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in {"torch", "nn"}}
+    assert not used, "parameter_counts builds layers with torch; count with integer arithmetic"
+
+
+# Exercise 11: siamese_backward (3 points) -------------------------------------------------
+
+
+def _siamese_reference(W, b, x1, x2):
+    Wa, ba = W.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    loss = 0.5 * ((torch.tanh(Wa @ x1 + ba) - torch.tanh(Wa @ x2 + ba)) ** 2).sum()
+    loss.backward()
+    return loss.detach(), Wa.grad, ba.grad
+
+
+def _siamese(student, W, b, x1, x2, parts=("loss", "grad_W", "grad_b")):
+    what = f"siamese_backward(W {tuple(W.shape)}, b, x1, x2)"
+    got = student.run(probe_call, name="siamese_backward", args=[W, b, x1, x2])
+    ok = isinstance(got, tuple) and len(got) == 3
+    assert ok, f"{what} returned {got!r}, not (loss, grad_W, grad_b)"[:300]
+    want = _siamese_reference(W, b, x1, x2)
+    for label, g, w in zip(("loss", "grad_W", "grad_b"), got, want, strict=True):
+        if label in parts:
+            close(g, w, f"{what}: {label}", "autograd", atol=1e-9, rtol=1e-7)
+
+
+def _siamese_inputs(seed, h, d):
+    g = _gen(seed)
+    return [torch.randn(*s, generator=g, dtype=torch.float64) for s in [(h, d), (h,), (d,), (d,)]]
+
+
+@grade_cell(f"{N}_siamese_check")
+@points(1)
+def test_siamese_loss(student):
+    """The loss 1/2 |tanh(W x1 + b) - tanh(W x2 + b)|^2."""
+    for seed, (h, d) in [(111, (2, 3)), (112, (5, 1)), (113, (4, 6))]:
+        _siamese(student, *_siamese_inputs(seed, h, d), parts=("loss",))
+
+
+@grade_cell(f"{N}_siamese_check")
+@points(1)
+def test_siamese_gradients(student):
+    """grad_W and grad_b against autograd: both branches' contributions added."""
+    for seed, (h, d) in [(121, (3, 2)), (122, (6, 5)), (123, (1, 4))]:
+        _siamese(student, *_siamese_inputs(seed, h, d), parts=("grad_W", "grad_b"))
+
+
+@grade_cell(f"{N}_siamese_check")
+@points(1)
+def test_siamese_special_inputs_without_autograd(student):
+    """A zero input in one branch (its weight gradient is zero, its bias gradient is not), equal
+    inputs (everything zero), and no autograd in the function."""
+    W, b, x1, _ = _siamese_inputs(131, 3, 4)
+    _siamese(student, W, b, x1, torch.zeros(4, dtype=torch.float64))
+    _siamese(student, W, b, x1, x1.clone())
+    _no_autograd(student, "siamese_backward")

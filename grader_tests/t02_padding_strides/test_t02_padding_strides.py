@@ -4,6 +4,8 @@ Expected sizes are never written here: they are the shapes PyTorch's own layers 
 (`nn.Conv1d`, `nn.Conv2d`, `nn.ConvTranspose1d`, `nn.MaxPool2d`) on zero inputs, and "same"
 padding is checked by value against `padding="same"`. The table of predicted shapes is read from
 the notebook's source (`student.literal`), so nothing of the student's runs for it.
+`conv2d_output_shape` is called with a correct `conv_output_size` in place of the notebook's, so
+a mistake in Exercise 1 costs only Exercise 1's points.
 """
 
 import ast
@@ -18,9 +20,29 @@ from dlcourse.grading import grade_cell, points
 N = "t02_padding_strides"
 
 
-def probe_call(ns, name, args, kwargs=None):
-    """ns[name](*args, **kwargs) as plain ints and tuples; anything else described as text."""
-    out = ns[name](*args, **(kwargs or {}))
+def probe_call(ns, name, args, kwargs=None, reference=False):
+    """ns[name](*args, **kwargs) as plain ints and tuples; anything else described as text.
+
+    With `reference`, the notebook's conv_output_size is replaced, while the call runs, by one
+    that measures the length nn.Conv1d gives: Exercise 3 builds on Exercise 1, and a mistake in
+    Exercise 1 should cost only Exercise 1's marks."""
+
+    def conv_output_size(n, k, s=1, p=0, d=1):
+        return nn.Conv1d(1, 1, k, stride=s, padding=p, dilation=d)(torch.zeros(1, 1, n)).shape[-1]
+
+    fn = ns[name]
+    definitions = getattr(fn, "__globals__", None)
+    definitions = definitions if reference and isinstance(definitions, dict) else {}
+    saved = definitions.get("conv_output_size")
+    if reference:
+        definitions["conv_output_size"] = conv_output_size
+    try:
+        out = fn(*args, **(kwargs or {}))
+    finally:
+        if saved is not None:
+            definitions["conv_output_size"] = saved
+        else:
+            definitions.pop("conv_output_size", None)
 
     def plain(v):
         if type(v) is int:
@@ -45,8 +67,8 @@ def transpose_len(n, k, s=1, p=0, d=1, output_padding=0):
 conv_len.__test__ = transpose_len.__test__ = False  # helpers, not tests
 
 
-def _expect(student, name, args, want, kwargs=None):
-    got = student.run(probe_call, name=name, args=list(args), kwargs=kwargs)
+def _expect(student, name, args, want, kwargs=None, reference=False):
+    got = student.run(probe_call, name=name, args=list(args), kwargs=kwargs, reference=reference)
     shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in (kwargs or {}).items()])
     assert got == want, f"{name}({shown}) returned {got!r}, expected {want!r}"
 
@@ -164,7 +186,7 @@ def _shape(student, shape, cout, **kwargs):
     with warnings.catch_warnings():  # even kernels with padding="same" warn; harmless here
         warnings.simplefilter("ignore", UserWarning)
         want = tuple(nn.Conv2d(shape[1], cout, **kwargs)(torch.zeros(shape)).shape)
-    _expect(student, "conv2d_output_shape", (shape, cout), want, kwargs)
+    _expect(student, "conv2d_output_shape", (shape, cout), want, kwargs, reference=True)
 
 
 @grade_cell(f"{N}_conv2d_shape_check")

@@ -1,10 +1,13 @@
-"""Hidden tests for T04 batch normalisation: batch_norm_fc, batch_norm_conv, BatchNorm, SmallCNN.
+"""Hidden tests for T04 batch normalisation: batch_norm_fc, batch_norm_conv, BatchNorm, SmallCNN,
+batch_mean_std and scale_weights.
 
 References are PyTorch's own (`F.batch_norm`, `nn.BatchNorm1d/2d`) on inputs the notebook's
-checks do not use. Exercises 1-3 are about writing batch-norm from tensor operations, so every
-probe records, with a TorchDispatchMode, whether one of PyTorch's normalisation kernels ran while
-the student's code did (however it was reached: F.batch_norm, a layer, an alias, torch.ops.aten),
-and the source of the definition is read for their names too; a test fails when either finds one.
+checks do not use, or values derived by hand (sigma / sqrt(B) for the spread of batch means, the
+factor^L by which rescaled bias-free ReLU layers scale their output). Exercises 1-3 are about
+writing batch-norm from tensor operations, so every probe records, with a TorchDispatchMode,
+whether one of PyTorch's normalisation kernels ran while the student's code did (however it was
+reached: F.batch_norm, a layer, an alias, torch.ops.aten), and the source of the definition is
+read for their names too; a test fails when either finds one.
 """
 
 import ast
@@ -334,6 +337,37 @@ def test_module_eval_mode_and_state(student):
         assert torch.equal(before, after), f"evaluation mode changed {label}"
 
 
+def probe_running_history(ns, num_features, batches):
+    """Training steps on inputs that require gradients (as a hidden layer's input does): does
+    autograd history reach the running statistics?"""
+    m = ns["BatchNorm"](num_features)
+    m.train()
+    for x in batches:
+        m(x.clone().requires_grad_(True))
+    found = {}
+    for name in ("running_mean", "running_var"):
+        t = getattr(m, name, None)
+        found[name] = isinstance(t, torch.Tensor) and (t.requires_grad or t.grad_fn is not None)
+    return found
+
+
+@grade_cell("t04_batchnorm_class_check")
+@points(1)
+def test_module_running_statistics_without_autograd(student):
+    """After training steps on inputs that require gradients, the running statistics carry no
+    autograd history (updated under torch.no_grad() or from detached statistics)."""
+    gen = torch.Generator().manual_seed(42)
+    for shape in [(6, 3), (2, 4, 3, 3)]:
+        batches = [torch.randn(*shape, generator=gen) for _ in range(2)]
+        got = student.run(probe_running_history, num_features=shape[1], batches=batches)
+        attached = [name for name, has in got.items() if has]
+        assert not attached, (
+            f"BatchNorm({shape[1]}) after training steps on inputs of shape {shape} that require "
+            f"gradients: {' and '.join(attached)} carry autograd history; update the running "
+            "statistics inside torch.no_grad() (or from detached statistics)"
+        )
+
+
 # Exercise 4: SmallCNN -----------------------------------------------------------------------
 
 EXPECTED_PARAMS = {True: 72 + 16 + 1152 + 32 + 7850, False: 80 + 1168 + 7850}
@@ -385,3 +419,144 @@ def test_cnn_uses_batch_norm_in_forward(student):
             assert diff < 1e-5, (
                 f"{what} in training mode: an image's logits change with its batch by {diff:.2g}"
             )
+
+
+# Exercise 5: batch_mean_std -----------------------------------------------------------------
+
+
+def probe_batch_noise(ns, x, batch_size, trials, seeds):
+    """batch_mean_std with a fresh generator for each seed, after reseeding the global RNG
+    differently each time (the result must not depend on it)."""
+    out = []
+    for k, seed in enumerate(seeds):
+        torch.manual_seed(100 + k)
+        got = ns["batch_mean_std"](x, batch_size, trials, torch.Generator().manual_seed(seed))
+        out.append(
+            got.detach().cpu() if isinstance(got, torch.Tensor) else f"a {type(got).__name__}"
+        )
+    return out
+
+
+def _noise(student, x, batch_size, trials, seeds):
+    what = f"batch_mean_std(x of shape {tuple(x.shape)}, {batch_size}, {trials}, generator)"
+    got = student.run(probe_batch_noise, x=x, batch_size=batch_size, trials=trials, seeds=seeds)
+    for g in got:
+        assert isinstance(g, torch.Tensor), f"{what} returned {g}, not a tensor"
+        assert tuple(g.shape) == (x.shape[1],), (
+            f"{what}: shape {tuple(g.shape)}, expected ({x.shape[1]},)"
+        )
+    return got, what
+
+
+@grade_cell("t04_batchnorm_batch_noise_check")
+@points(1)
+def test_batch_noise_follows_sigma_over_sqrt_b(student):
+    """The spread of the batch means is sigma / sqrt(B) (within 6%, 5,000 trials) for batch
+    sizes 1 to 100, sigma being the features' standard deviation over all rows."""
+    gen = torch.Generator().manual_seed(51)
+    x = torch.randn(20_000, 2, generator=gen) * torch.tensor([3.0, 0.2]) - 1.0
+    x = torch.cat([x, torch.rand(20_000, 1, generator=gen)], dim=1)  # a uniform feature too
+    sigma = x.double().std(dim=0, unbiased=False)
+    for b in (1, 9, 100):
+        (got,), what = _noise(student, x, b, 5000, [b])
+        close(got.double(), sigma / b**0.5, what, "sigma / sqrt(B)", atol=0.0, rtol=0.06)
+
+
+@grade_cell("t04_batchnorm_batch_noise_check")
+@points(1)
+def test_batch_noise_uses_the_generator(student):
+    """The same seed gives the same result whatever the global RNG; other seeds give other
+    draws (batches drawn per trial from the generator)."""
+    x = torch.randn(300, 4, generator=torch.Generator().manual_seed(52))
+    (a, b, c), what = _noise(student, x, 5, 200, [7, 7, 8])
+    assert torch.equal(a, b), (
+        f"{what}: the same generator seed gave different results after the global RNG was "
+        "reseeded; draw the batches from `generator`"
+    )
+    assert not torch.equal(a, c), f"{what}: seeds 7 and 8 gave the same result"
+    assert (a > 0).all(), f"{what}: a spread of 0 for random data; is each trial a new batch?"
+
+
+# Exercise 6: scale_weights ------------------------------------------------------------------
+
+
+def probe_scale(ns, kind, state, factor, x):
+    """scale_weights on a model the grader describes (its state_dict given): what the copy and
+    the original hold afterwards, and both models' outputs (training mode)."""
+
+    def stack(bn_on, bias):
+        def block(cin, cout, k):
+            return [nn.Conv2d(cin, cout, k, bias=bias), *([nn.BatchNorm2d(cout)] if bn_on else []),
+                    nn.ReLU()]  # fmt: skip
+
+        return nn.Sequential(*block(1, 3, 3), *block(3, 5, 2), nn.Flatten(),
+                             nn.Linear(5 * 9 * 9, 6, bias=bias))  # fmt: skip
+
+    model = stack(**kind)
+    model.load_state_dict(state)
+    model.train()
+    copy_ = ns["scale_weights"](model, factor)
+    result = {"is_module": isinstance(copy_, nn.Module), "same_object": copy_ is model}
+    if not result["is_module"]:
+        return result
+    result["copy"] = {k: v.detach().clone() for k, v in copy_.state_dict().items()}
+    result["original"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        result["ratio"] = (copy_.train()(x).norm() / model.train()(x).norm()).item()
+    return result
+
+
+def _scaled(student, kind, factor, seed):
+    torch.manual_seed(seed)
+    bn_on, bias = kind["bn_on"], kind["bias"]
+    ref = nn.Sequential(
+        nn.Conv2d(1, 3, 3, bias=bias), *([nn.BatchNorm2d(3)] if bn_on else []), nn.ReLU(),
+        nn.Conv2d(3, 5, 2, bias=bias), *([nn.BatchNorm2d(5)] if bn_on else []), nn.ReLU(),
+        nn.Flatten(), nn.Linear(5 * 9 * 9, 6, bias=bias),
+    )  # fmt: skip
+    with torch.no_grad():  # batch-norm parameters away from 1 and 0, so scaling them shows
+        for m in ref.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_()
+                m.running_mean.normal_()
+    state = {k: v.clone() for k, v in ref.state_dict().items()}
+    x = torch.rand(8, 1, 12, 12, generator=torch.Generator().manual_seed(seed))
+    got = student.run(probe_scale, kind=kind, state=state, factor=factor, x=x)
+    what = (f"scale_weights(a {'batch-norm' if bn_on else 'plain'} stack"
+            f"{'' if bias else ' without biases'}, {factor:g})")  # fmt: skip
+    assert got["is_module"], f"{what} did not return a module"
+    assert not got["same_object"], f"{what} returned the model itself; return a copy"
+    return got, state, what
+
+
+@grade_cell("t04_batchnorm_scale_weights_check")
+@points(1)
+def test_scale_weights_scales_only_conv_and_linear_weights(student):
+    """Conv and linear weights times the factor; biases, batch-norm parameters and buffers as
+    they were; the original model unchanged."""
+    for kind, factor in [
+        ({"bn_on": True, "bias": True}, 2.5),
+        ({"bn_on": False, "bias": True}, 0.3),
+    ]:
+        got, state, what = _scaled(student, kind, factor, seed=61)
+        for key, value in state.items():
+            scaled = key.endswith("weight") and value.dim() > 1
+            want = value * factor if scaled else value
+            source = f"{factor:g} x the original" if scaled else "the original (unscaled)"
+            close(got["copy"][key], want, f"{what}: {key} of the copy", source, atol=1e-6,
+                  rtol=1e-6)  # fmt: skip
+            assert torch.equal(got["original"][key], value), f"{what} changed the original's {key}"
+
+
+@grade_cell("t04_batchnorm_scale_weights_check")
+@points(1)
+def test_scale_weights_output_ratio(student):
+    """By hand: three bias-free ReLU layers scale the output by factor^3; with batch-norm after
+    both convolutions (training mode) only the linear layer's factor is left."""
+    for kind, factor, ratio in [({"bn_on": False, "bias": False}, 2.0, 8.0),
+                                ({"bn_on": False, "bias": False}, 0.5, 0.125),
+                                ({"bn_on": True, "bias": False}, 4.0, 4.0)]:  # fmt: skip
+        got, _, what = _scaled(student, kind, factor, seed=62)
+        close(got["ratio"], ratio, f"{what}: |output of the copy| / |output|", "by hand",
+              atol=0.0, rtol=2e-3)  # fmt: skip

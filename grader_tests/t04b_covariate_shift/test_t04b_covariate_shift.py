@@ -1,9 +1,13 @@
 """Hidden tests for T04b covariate shift: importance_weights, domain_classifier_weights,
-effective_sample_size and weighted_cross_entropy.
+calibration_bins, effective_sample_size, gaussian_ess_fraction, clip_for_ess,
+weighted_cross_entropy, label_shift_weights and adjust_posteriors.
 
 Expected values are derived here: Bayes' rule for the weights, the exact density ratio of two
-Gaussians (and scikit-learn's own fit on the same data) for the domain classifier, the formula
-for the effective sample size, and F.cross_entropy for the loss. Inputs differ from the notebook's.
+Gaussians (and scikit-learn's own fit on the same data) for the domain classifier, the bins'
+definition for calibration, the formulas for the effective sample size (and its Gaussian limit,
+exp(-|mu|^2 / sigma^2)), the largest clipping level found by bisection here, F.cross_entropy for
+the loss, and known label-shift weights pushed through a confusion matrix. Inputs differ from
+the notebook's. Exercises built on earlier ones run with correct versions of those.
 """
 
 import functools
@@ -18,8 +22,30 @@ from dlcourse.grading import grade_cell, points
 from dlcourse.grading.compare import close
 
 
-def probe_call(ns, name, args):
-    return ns[name](*args)
+def probe_call(ns, name, args, reference=()):
+    """ns[name](*args), with the earlier exercises named in `reference` replaced by correct
+    versions while it runs: domain_classifier_weights builds on importance_weights and
+    clip_for_ess on effective_sample_size, and one mistake should cost one exercise's marks."""
+
+    def importance_weights(p_test_given_x, n_train, n_test):
+        return p_test_given_x / (1 - p_test_given_x) * (n_train / n_test)
+
+    def effective_sample_size(w):
+        return float(w.sum() ** 2 / (w**2).sum())
+
+    correct = {"importance_weights": importance_weights,
+               "effective_sample_size": effective_sample_size}  # fmt: skip
+    fn = ns[name]
+    definitions = getattr(fn, "__globals__", None)
+    definitions = definitions if isinstance(definitions, dict) else {}
+    saved = {k: definitions[k] for k in reference if k in definitions}
+    definitions.update({k: correct[k] for k in reference})
+    try:
+        return fn(*args)
+    finally:
+        for k in reference:
+            definitions.pop(k, None)
+        definitions.update(saved)
 
 
 def probe_loss(ns, logits, targets, weights):
@@ -90,7 +116,8 @@ def _student_weights(student, a, b, C=None):
     args = [a, b] if C is None else [a, b, C]
     what = f"domain_classifier_weights on ({len(a)}, {a.shape[1]}) and ({len(b)}, {b.shape[1]})"
     what += "" if C is None else f" with C={C:g}"
-    got = student.run(probe_call, name="domain_classifier_weights", args=args)
+    got = student.run(probe_call, name="domain_classifier_weights", args=args,
+                      reference=["importance_weights"])  # fmt: skip
     assert isinstance(got, torch.Tensor), f"{what} returned a {type(got).__name__}, not a tensor"
     assert got.dtype == torch.float32, f"{what}: dtype {got.dtype}, expected torch.float32"
     got = _tensor(got, (len(a),), what)
@@ -139,7 +166,61 @@ def test_domain_weights_use_c(student):
         _close(got, _sklearn_weights(a, b, C), what, atol=1e-3, rtol=0.02)
 
 
-# Exercise 3: effective_sample_size ------------------------------------------------------------
+# Exercise 3: calibration_bins -----------------------------------------------------------------
+
+
+def _reference_bins(p, d, n_bins):
+    p, d = p.double(), d.double()
+    b = torch.clamp((p * n_bins).floor().long(), 0, n_bins - 1)
+    counts = torch.zeros(n_bins, dtype=torch.float64)
+    conf, freq = torch.zeros(n_bins, dtype=torch.float64), torch.zeros(n_bins, dtype=torch.float64)
+    for i in range(len(p)):
+        counts[b[i]] += 1
+        conf[b[i]] += p[i]
+        freq[b[i]] += d[i]
+    return conf / counts, freq / counts, counts  # 0 / 0 is NaN for empty bins
+
+
+def _bins(student, p, d, n_bins=None):
+    args = [p, d] if n_bins is None else [p, d, n_bins]
+    n_bins = n_bins or 10
+    what = f"calibration_bins({len(p)} predictions{'' if len(args) == 2 else f', {n_bins}'})"
+    got = student.run(probe_call, name="calibration_bins", args=args)
+    ok = isinstance(got, tuple | list) and len(got) == 3
+    assert ok, f"{what} returned {type(got).__name__}, not (confidence, frequency, counts)"
+    want = _reference_bins(p, d, n_bins)
+    for label, g, w in zip(("confidence", "frequency", "counts"), got, want, strict=True):
+        g = _tensor(g, (n_bins,), f"{what}: {label}")
+        empty = w.isnan()
+        assert torch.equal(g.isnan(), empty), (
+            f"{what}: {label} is NaN in bins {g.isnan().nonzero().flatten().tolist()}, "
+            f"expected NaN in the empty bins {empty.nonzero().flatten().tolist()}"
+        )
+        _close(g[~empty], w[~empty], f"{what}: {label} of the non-empty bins")
+
+
+@grade_cell("t04b_covariate_shift_calibration_check")
+@points(1)
+def test_calibration_bins_random_predictions(student):
+    """Confidence, frequency and counts per bin for random predictions, 10 and 7 bins."""
+    gen = torch.Generator().manual_seed(31)
+    p = torch.rand(400, generator=gen, dtype=torch.float64)
+    d = (torch.rand(400, generator=gen, dtype=torch.float64) < p**2).double()
+    _bins(student, p, d)
+    _bins(student, p[:150], d[:150], 7)
+
+
+@grade_cell("t04b_covariate_shift_calibration_check")
+@points(1)
+def test_calibration_bins_edges_and_empty_bins(student):
+    """p = 0 goes to the first bin and p = 1 to the last; bins nobody falls in are empty."""
+    p = torch.tensor([0.0, 1.0, 1.0, 0.42, 0.47, 0.999], dtype=torch.float64)
+    d = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    _bins(student, p, d)
+    _bins(student, p, d, 4)
+
+
+# Exercise 4: effective_sample_size ------------------------------------------------------------
 
 
 @grade_cell("t04b_covariate_shift_ess_check")
@@ -159,7 +240,92 @@ def test_effective_sample_size(student):
         assert math.isclose(got, want, rel_tol=1e-5), f"{what}: {got:.6g}, expected {want:.6g}"
 
 
-# Exercise 4: weighted_cross_entropy -----------------------------------------------------------
+# Exercise 5: gaussian_ess_fraction ------------------------------------------------------------
+
+
+def _ess_fraction(student, mu, sigma=None):
+    args = [mu] if sigma is None else [mu, sigma]
+    got = student.run(probe_call, name="gaussian_ess_fraction", args=args)
+    what = f"gaussian_ess_fraction({mu.tolist()}{'' if sigma is None else f', sigma={sigma}'})"
+    assert type(got) is float, f"{what} returned {got!r}, expected a float"
+    s2 = 1.0 if sigma is None else sigma**2
+    # E[w] = 1 and E[w^2] = exp(|mu|^2 / sigma^2) for w = exp(mu.x / s2 - |mu|^2 / (2 s2)).
+    want = math.exp(-float((mu.double() ** 2).sum()) / s2)
+    assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-15), (
+        f"{what} = {got:.6g}, expected {want:.6g}"
+    )
+
+
+@grade_cell("t04b_covariate_shift_ess_shift_check")
+@points(1)
+def test_gaussian_ess_fraction_one_dimension(student):
+    """One dimension, unit variance: exp(-mu^2)."""
+    for m in (0.0, 0.3, -1.0, 2.2):
+        _ess_fraction(student, torch.tensor([m], dtype=torch.float64))
+
+
+@grade_cell("t04b_covariate_shift_ess_shift_check")
+@points(1)
+def test_gaussian_ess_fraction_dimensions_and_sigma(student):
+    """Several dimensions and other standard deviations: exp(-|mu|^2 / sigma^2)."""
+    _ess_fraction(student, torch.tensor([0.5, -0.5, 1.0]))
+    _ess_fraction(student, torch.tensor([1.0, 2.0]), 3.0)
+    _ess_fraction(student, torch.tensor([0.1]), 0.25)
+
+
+# Exercise 6: clip_for_ess ---------------------------------------------------------------------
+
+
+def _ess(w):
+    w = w.double()
+    return float(w.sum() ** 2 / (w**2).sum())
+
+
+def _clip(student, w, fraction):
+    what = f"clip_for_ess({len(w)} weights, {fraction})"
+    got = student.run(probe_call, name="clip_for_ess", args=[w, fraction],
+                      reference=["effective_sample_size"])  # fmt: skip
+    ok = isinstance(got, tuple | list) and len(got) == 2 and isinstance(got[0], torch.Tensor)
+    assert ok, f"{what} returned {type(got).__name__}, expected (clipped weights, c)"
+    clipped, c = got
+    assert isinstance(c, int | float) and not isinstance(c, bool), (
+        f"{what}: c is {c!r}, not a number"
+    )
+    clipped = _tensor(clipped, tuple(w.shape), f"{what}: the clipped weights")
+    _close(clipped, torch.clamp(w.double(), max=c), f"{what}: the clipped weights", "min(w, c)")
+    return clipped, float(c), what
+
+
+@grade_cell("t04b_covariate_shift_clip_check")
+@points(1)
+def test_clip_for_ess_meets_the_target_with_the_largest_c(student):
+    """Heavy-tailed weights: the target is met, and a c 0.1% larger would miss it."""
+    gen = torch.Generator().manual_seed(41)
+    for fraction in (0.5, 0.8):
+        w = torch.exp(torch.randn(500, generator=gen) * 1.5)
+        clipped, c, what = _clip(student, w, fraction)
+        target = fraction * len(w)
+        assert _ess(clipped) >= target * (1 - 1e-6), (
+            f"{what}: n_eff {_ess(clipped):.2f}, below the target {target:.2f}"
+        )
+        larger = _ess(torch.clamp(w.double(), max=c * 1.001))
+        assert larger < target, (
+            f"{what}: c = {c:.5g} is not the largest level; {c * 1.001:.5g} still gives n_eff "
+            f"{larger:.2f} >= {target:.2f}"
+        )
+
+
+@grade_cell("t04b_covariate_shift_clip_check")
+@points(1)
+def test_clip_for_ess_leaves_good_weights_alone(student):
+    """Weights that already meet the target come back unchanged, with c their maximum."""
+    w = torch.tensor([1.0, 1.2, 0.9, 1.1, 0.8, 1.3])
+    clipped, c, what = _clip(student, w, 0.9)
+    assert math.isclose(c, 1.3, rel_tol=1e-6), f"{what}: c = {c:.6g}, expected the maximum 1.3"
+    _close(clipped, w.double(), f"{what}: the clipped weights", "the weights themselves")
+
+
+# Exercise 7: weighted_cross_entropy -----------------------------------------------------------
 
 
 def _loss_case(seed, n, k, weights):
@@ -205,3 +371,63 @@ def test_weighted_loss_gradient(student):
     _, want = _reference_loss(logits, targets, weights)
     grad = _tensor(got["grad"], tuple(logits.shape), "the gradient of weighted_cross_entropy")
     _close(grad, want, "the gradient of weighted_cross_entropy with respect to the logits")
+
+
+# Exercise 8: label_shift_weights and adjust_posteriors ----------------------------------------
+
+
+def _shifted_confusion(seed, k):
+    """A joint confusion matrix P_train(y_hat = i, y = j) of a classifier right about 70% of the
+    time, the training class frequencies, and weights of a label shift."""
+    gen = torch.Generator().manual_seed(seed)
+    conditional = torch.rand(k, k, generator=gen, dtype=torch.float64) + 3.0 * torch.eye(k)
+    conditional /= conditional.sum(dim=0, keepdim=True)  # columns: P(y_hat | y = j)
+    p_train = torch.rand(k, generator=gen, dtype=torch.float64) + 0.5
+    p_train /= p_train.sum()
+    p_test = torch.rand(k, generator=gen, dtype=torch.float64) + 0.1
+    p_test /= p_test.sum()
+    return conditional * p_train, p_test / p_train
+
+
+def _label_weights(student, confusion, mu):
+    what = f"label_shift_weights({confusion.shape[0]}x{confusion.shape[1]} confusion, mu)"
+    got = student.run(probe_call, name="label_shift_weights", args=[confusion, mu])
+    return _tensor(got, (len(mu),), what), what
+
+
+@grade_cell("t04b_covariate_shift_label_shift_check")
+@points(1)
+def test_label_shift_weights_recovered(student):
+    """mu = C w for known weights w: the weights come back (4 and 7 classes)."""
+    for seed, k in [(51, 4), (52, 7)]:
+        confusion, w = _shifted_confusion(seed, k)
+        got, what = _label_weights(student, confusion, confusion @ w)
+        _close(got, w, what, "the weights that produced mu")
+
+
+@grade_cell("t04b_covariate_shift_label_shift_check")
+@points(1)
+def test_label_shift_weights_negative_set_to_zero(student):
+    """A mu that no non-negative w explains: the negative entries of the solution become 0."""
+    confusion = torch.tensor([[0.3, 0.1, 0.0], [0.1, 0.2, 0.05], [0.0, 0.05, 0.2]],
+                             dtype=torch.float64)  # fmt: skip
+    mu = torch.tensor([0.05, 0.5, 0.45], dtype=torch.float64)
+    solution = torch.linalg.solve(confusion, mu)
+    assert (solution < 0).any()  # the case this test is about
+    got, what = _label_weights(student, confusion, mu)
+    _close(got, solution.clamp(min=0), what, "the solution with negative entries set to 0")
+
+
+@grade_cell("t04b_covariate_shift_label_shift_check")
+@points(1)
+def test_adjust_posteriors(student):
+    """Probabilities times w, each row normalised; w = 1 changes nothing."""
+    gen = torch.Generator().manual_seed(53)
+    probs = torch.softmax(torch.randn(6, 5, generator=gen, dtype=torch.float64) * 2, dim=1)
+    w = torch.tensor([0.2, 3.0, 1.0, 0.0, 1.5], dtype=torch.float64)
+    for weights in (w, torch.ones(5, dtype=torch.float64)):
+        what = f"adjust_posteriors(probs of shape (6, 5), w = {weights.tolist()})"
+        got = _tensor(student.run(probe_call, name="adjust_posteriors", args=[probs, weights]),
+                      (6, 5), what)  # fmt: skip
+        want = probs * weights
+        _close(got, want / want.sum(dim=1, keepdim=True), what, "Bayes' rule")
