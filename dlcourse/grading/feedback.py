@@ -24,7 +24,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import ClearHiddenTests, NbGraderPreprocessor
 
 from dlcourse.grading.preprocessors import OUTPUT_CELL_BYTES
-from dlcourse.notebook import MAX_CELL_CODE_CHARS
+from dlcourse.notebook import MAX_CELL_CODE_CHARS, prompts
 
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
@@ -50,23 +50,26 @@ class LimitSize(NbGraderPreprocessor):
     an autograded notebook never has: SandboxedExecute stops the kernel first) are cut too.
     """
 
-    def preprocess_cell(self, cell: Any, resources: Any, index: int) -> tuple[Any, Any]:
-        if len(cell.source) > MAX_CELL_CODE_CHARS:
-            what = "code" if cell.cell_type == "code" else "text"
-            cell.source = (
-                f"{_comment(cell.cell_type)} cell {index}: {len(cell.source):,} characters of "
-                f"{what}, over the {MAX_CELL_CODE_CHARS:,} the feedback shows"
-            )
-        outputs = cell.get("outputs", [])
-        if outputs and len(json.dumps(outputs)) > OUTPUT_CELL_BYTES:
-            cell.outputs = [
-                new_output(
-                    "stream",
-                    name="stdout",
-                    text=f"(cell {index}: outputs over {OUTPUT_CELL_BYTES >> 20} MB, not shown)\n",
+    def preprocess(self, nb: Any, resources: Any) -> tuple[Any, Any]:
+        # each cell named as the student finds it (In [n]), before any source is replaced
+        for cell, where in zip(nb.cells, prompts(nb.cells), strict=True):
+            if len(cell.source) > MAX_CELL_CODE_CHARS:
+                what = "code" if cell.cell_type == "code" else "text"
+                cell.source = (
+                    f"{_comment(cell.cell_type)} cell {where}: {len(cell.source):,} characters "
+                    f"of {what}, over the {MAX_CELL_CODE_CHARS:,} the feedback shows"
                 )
-            ]
-        return cell, resources
+            outputs = cell.get("outputs", [])
+            if outputs and len(json.dumps(outputs)) > OUTPUT_CELL_BYTES:
+                cell.outputs = [
+                    new_output(
+                        "stream",
+                        name="stdout",
+                        text=f"(cell {where}: outputs over {OUTPUT_CELL_BYTES >> 20} MB, not "
+                        "shown)\n",
+                    )
+                ]
+        return nb, resources
 
 
 def _comment(cell_type: str) -> str:
