@@ -8,11 +8,12 @@ named by each test module's GRADE_CELL. A cell stays 0 and waiting, with the rea
 grading failed, was refused, was stopped by a safety limit, could not compute one of its tests,
 or has no test at all: nothing a kernel printed or skipped can stand in for the grader.
 What staff must know (no sandbox, copied weights) goes into a gradebook comment, so the
-formgrader shows it next to the marks.
+formgrader shows it next to the marks; `for_student` takes it out of whatever students read.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from dlcourse.grading.results import INCOMPLETE, UNSANDBOXED, CellGrade, Grading
 from dlcourse.grading.spec import Spec
 
 NOTES_HEADER = "Isolated grader:"
+# The grader's paragraph in a comment: from the header to the next blank line or the end.
+_NOTES = re.compile(rf"(?:^|\n\n){re.escape(NOTES_HEADER)}.*?(?=\n\n|$)", re.S)
 
 
 def database_url(db_url: str | None, root: Path) -> str:
@@ -193,3 +196,51 @@ def comment(db_url: str, course_id: str, spec: Spec, student: str) -> str:
             return ""
         texts = [c.auto_comment or "" for c in nb.comments]
     return next((t[t.index(NOTES_HEADER) :] for t in texts if NOTES_HEADER in t), "")
+
+
+def for_student(comment: str | None) -> str:
+    """A gradebook comment without the isolated grader's staff notes (status, sandbox, FLAGs),
+    which the formgrader shows and a student must not see; a TA's own words are kept, also when
+    written in the same box before or after the notes."""
+    return _NOTES.sub("", comment or "").strip()
+
+
+@dataclass
+class CellRecord:
+    """One graded cell of a student's notebook, as the student's feedback shows it."""
+
+    name: str
+    score: float
+    max_score: float
+    waiting: bool  # needs a person: a written answer not marked yet, a test cell not computed
+    by_person: bool  # a TA set the mark (formgrader)
+    test_cell: bool  # an autograder test cell: marked by the isolated grader
+    comment: str  # the TA's comment, without the grader's staff notes
+
+
+def student_cells(
+    db_url: str, course_id: str, assignment: str, notebook_id: str, student: str
+) -> dict[str, CellRecord]:
+    """Every graded cell of the student's notebook by grade_id ({} when nbgrader has no
+    submission for it)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url, course_id) as gb:
+        try:
+            nb = gb.find_submission_notebook(notebook_id, assignment, student)
+        except MissingEntry:
+            return {}
+        tests = set(test_cells(gb, notebook_id, assignment))
+        comments = {c.name: for_student(c.comment) for c in nb.comments}
+        return {
+            g.name: CellRecord(
+                name=g.name,
+                score=float(g.score),
+                max_score=float(g.max_score),
+                waiting=bool(g.needs_manual_grade),
+                by_person=g.manual_score is not None,
+                test_cell=g.name in tests,
+                comment=comments.get(g.name, ""),
+            )
+            for g in nb.grades
+        }
