@@ -14,6 +14,7 @@ formgrader shows it next to the marks; `for_student` takes it out of whatever st
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,13 +93,20 @@ def test_cells(gb: Any, notebook_id: str, assignment: str) -> list[str]:
 
 
 def merge(
-    db_url: str, course_id: str, spec: Spec, student: str, graded: GradingResults | None
+    db_url: str,
+    course_id: str,
+    spec: Spec,
+    student: str,
+    graded: GradingResults | None,
+    order: Sequence[str] = (),
 ) -> tuple[dict[str, CellMark], list[str]]:
     """Write the isolated scores into the notebook's test cells, and the grader's notes.
 
     Returns what each test cell got and the problems staff must fix (a GRADE_CELL that is
     not a test cell, points that disagree with the notebook). `graded` None: the isolated
-    grader did not run at all; every test cell then waits for a person.
+    grader did not run at all; every test cell then waits for a person. `order`: the
+    notebook's grade_ids from the top, so that the notes go to the comment box the formgrader
+    shows first (without it they stay where an earlier run put them).
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -126,7 +134,7 @@ def merge(
                     f"sum to {agg.max_score:g}"
                 )
         if graded is not None:
-            _write_notes(gb, notebook_id, spec.name, student, staff_notes(graded))
+            _write_notes(gb, notebook_id, spec.name, student, staff_notes(graded), order)
         gb.db.commit()
     return marks, problems
 
@@ -155,21 +163,26 @@ def staff_notes(graded: GradingResults) -> list[str]:
 
 
 def _write_notes(
-    gb: Any, notebook_id: str, assignment: str, student: str, notes: list[str]
+    gb: Any, notebook_id: str, assignment: str, student: str, notes: list[str], order: Sequence[str]
 ) -> None:
-    """Put the notes in the first comment of the notebook, replacing an earlier grader's."""
+    """Put the notes in one comment of the notebook, replacing an earlier grader's: the first
+    in `order`, else the one that holds them already, else the first by name."""
     from nbgrader.api import MissingEntry
 
     try:
         nb = gb.find_submission_notebook(notebook_id, assignment, student)
     except MissingEntry:
         return
-    comments = sorted(nb.comments, key=lambda c: c.name)
-    if not comments:
+    by_name = {c.name: c for c in nb.comments}
+    if not by_name:
         return
-    c = comments[0]
-    kept = (c.auto_comment or "").split(NOTES_HEADER)[0].rstrip()
-    c.auto_comment = "\n\n".join(filter(None, [kept, f"{NOTES_HEADER} " + "; ".join(notes)]))
+    held = [n for n, c in by_name.items() if NOTES_HEADER in (c.auto_comment or "")]
+    first = next((n for n in order if n in by_name), None) or min(held or by_name)
+    for name in held:  # an earlier grader's notes, wherever they are
+        by_name[name].auto_comment = _NOTES.sub("", by_name[name].auto_comment).strip() or None
+    c = by_name[first]
+    note = f"{NOTES_HEADER} " + "; ".join(notes)
+    c.auto_comment = "\n\n".join(filter(None, [c.auto_comment, note]))
 
 
 def totals(
