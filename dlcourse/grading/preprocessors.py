@@ -400,7 +400,11 @@ class IsolatedGrades(NbGraderPreprocessor):
         folder = Path(course.format_path(course.submitted_directory, student, assignment))
         out = Path(course.root) / "grades" / assignment / student
         graded = runner.grade_cached(folder, s, out, not self.unsandboxed, self.just_graded)
-        marks, problems = gradebook.merge(info["db_url"], course.course_id, s, student, graded)
+        # the grader's notes go to the comment box the formgrader shows first
+        order = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if utils.is_solution(c)]
+        marks, problems = gradebook.merge(
+            info["db_url"], course.course_id, s, student, graded, order
+        )
         for problem in problems:
             self.log.warning("%s: %s", student, problem)
         _annotate(nb, marks, graded)
