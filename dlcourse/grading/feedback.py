@@ -44,6 +44,9 @@ CSP = (
     "form-action 'none'"
 )
 _SCRIPT = re.compile(r"<script\b.*?</script>", re.S | re.I)
+# nbgrader's page inlines Bootstrap's CSS, whose icon font (unused there) the CSP would refuse to
+# load: every opening logged a Content Security Policy error in the reader's browser.
+_FONT_FACE = re.compile(r"@font-face\s*\{[^}]*\}", re.I)
 
 FEEDBACK_PREPROCESSORS = [
     "dlcourse.grading.feedback.LimitSize",  # before anything renders: bounded work and memory
@@ -198,8 +201,9 @@ class SafeFeedbackExporter(HTMLExporter):
 
 
 def safe_page(html: str) -> str:
-    """`html` without script elements, with the CSP as the first thing in its head."""
-    html = _SCRIPT.sub("", html)
+    """`html` without script elements or web fonts, with the CSP as the first thing in its
+    head."""
+    html = _FONT_FACE.sub("", _SCRIPT.sub("", html))
     meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
     head = re.search(r"<head[^>]*>", html, re.I)
     if head is None:
