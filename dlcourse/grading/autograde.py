@@ -294,6 +294,11 @@ class Course:
     db_url: str
     course_id: str
 
+    @property
+    def out(self) -> Path:
+        """grades/<assignment>/: the isolated results, the CSVs."""
+        return self.root / "grades" / self.assignment
+
 
 class _Silent:
     """A console that prints nothing (progress=False: the Slurm merge job, tests)."""
@@ -342,64 +347,67 @@ def autograde(
 def _autograde(
     ctx: Course, jobs: int, force: bool, sandbox: bool, step: IsolatedStep, console: Any
 ) -> list[StudentReport]:
-    root, assignment, spec, db_url = ctx.root, ctx.assignment, ctx.spec, ctx.db_url
+    """The steps, each said as it starts: intake, isolated tests, nbgrader per student,
+    export, feedback per student."""
+    t0 = time.monotonic()
     console.say(
-        f"autograde {assignment} in {root} (gradebook {gradebook.shown(db_url)})",
+        f"autograde {ctx.assignment} in {ctx.root} (gradebook {gradebook.shown(ctx.db_url)})",
         doing="reading the gradebook",
     )
-    t0 = time.monotonic()
-    ensure_in_gradebook(
-        root, assignment, ctx.tree, db_url, lambda text: console.say(text, doing="recording it")
-    )
-    reports, folders = intake(root, assignment, spec)
-    expected = expected_cells(root, ctx.tree, assignment, spec)
-    notebooks = {s: f / spec.notebook for s, f in folders.items() if (f / spec.notebook).is_file()}
-    for student, nb in notebooks.items():
-        reports[student].cell_notes = cell_problems(nb, expected)
+    ensure_in_gradebook(ctx.root, ctx.assignment, ctx.tree, ctx.db_url,
+                        lambda text: console.say(text, doing="recording it"))  # fmt: skip
+    reports, folders = intake(ctx.root, ctx.assignment, ctx.spec)
+    expected = expected_cells(ctx.root, ctx.tree, ctx.assignment, ctx.spec)
+    notebooks = [s for s, f in folders.items() if (f / ctx.spec.notebook).is_file()]
+    for student in notebooks:
+        reports[student].cell_notes = cell_problems(folders[student] / ctx.spec.notebook, expected)
     for rep in reports.values():
         if rep.errors:
             console.say(f"  {rep.student}: {'; '.join(rep.errors)}")
 
-    out = root / "grades" / assignment  # isolated tests first, in parallel; nbgrader reuses them
-    n = len(folders)
-    console.say(
-        f"[1/4] isolated tests: {n} submission{'s' * (n != 1)}, {max(1, jobs)} at a time",
-        doing="isolated tests",
-    )
+    n = len(folders)  # isolated tests first, in parallel; nbgrader reuses their results
+    console.say(f"[1/4] isolated tests: {n} submission{'s' * (n != 1)}, {max(1, jobs)} at a time",
+                doing="isolated tests")  # fmt: skip
 
     def graded_one(student: str, graded: GradingResults) -> None:
         console.say(f"  {student}: {_isolated(graded)}/{graded.max_score:g} ({graded.status})",
                     doing="isolated tests")  # fmt: skip
 
-    graded = step(list(folders.values()), spec, out, jobs, force, sandbox, graded_one)
+    graded = step(list(folders.values()), ctx.spec, ctx.out, jobs, force, sandbox, graded_one)
     todo = [s for s in notebooks if s in graded]
     console.say(f"[2/4] nbgrader autograde: {len(todo)} notebooks, one at a time")
-    for k, student in enumerate(todo, 1):  # one nbgrader process per student: a bad one stops
-        rep, started = reports[student], time.monotonic()  # only itself
-        console.say(f"  [{k}/{len(todo)}] {student} ...", doing=f"nbgrader autograde {student}")
-        run_nbgrader(ctx, rep, force, sandbox)
-        t = gradebook.totals(db_url, ctx.course_id, assignment, student)
-        mark = "; ".join(rep.errors) or (f"{t[0]:g}/{t[1]:g} in the gradebook" if t else "-")
-        console.say(f"  [{k}/{len(todo)}] {student}: {mark} ({time.monotonic() - started:.0f} s)",
-                    doing="nbgrader")  # fmt: skip
+    for k, student in enumerate(todo, 1):  # a student that breaks nbgrader stops only itself
+        _nbgrader_one(ctx, reports[student], force, sandbox, console, f"[{k}/{len(todo)}]")
     for student, rep in reports.items():
         rep.isolated = graded.get(student)
-        if (t := gradebook.totals(db_url, ctx.course_id, assignment, student)) is not None:
+        if (t := gradebook.totals(ctx.db_url, ctx.course_id, ctx.assignment, student)) is not None:
             rep.total, rep.max_total = t
 
-    console.say(f"[3/4] nbgrader export: {out / 'gradebook.csv'}", doing="nbgrader export")
-    proc = nbgrader(root, ["export", f"--CsvExportPlugin.to={out / 'gradebook.csv'}"],
-                    ctx.tree, db_url)  # fmt: skip
-    if proc.returncode:
+    console.say(f"[3/4] nbgrader export: {ctx.out / 'gradebook.csv'}", doing="nbgrader export")
+    export = ["export", f"--CsvExportPlugin.to={ctx.out / 'gradebook.csv'}"]
+    if (proc := nbgrader(ctx.root, export, ctx.tree, ctx.db_url)).returncode:
         print(f"warning: nbgrader export failed: {_last_error(proc)}", file=sys.stderr)
     ready = [r for r in reports.values() if r.nbgrader_ok]
-    console.say(f"[4/4] feedback: {len(ready)} students, into {root / 'feedback'}")
+    console.say(f"[4/4] feedback: {len(ready)} students, into {ctx.root / 'feedback'}")
     for k, rep in enumerate(ready, 1):
         console.say(f"  [{k}/{len(ready)}] {rep.student}", doing=f"feedback for {rep.student}")
         write_feedback(ctx, rep)
-    write_marks(out / "marks_with_notebook.csv", list(reports.values()))
+    write_marks(ctx.out / "marks_with_notebook.csv", list(reports.values()))
     console.say(f"done in {time.monotonic() - t0:.0f} s")
     return list(reports.values())
+
+
+def _nbgrader_one(
+    ctx: Course, rep: StudentReport, force: bool, sandbox: bool, console: Any, count: str
+) -> None:
+    """nbgrader autograde for one student, said as it starts and ends with its total."""
+    started = time.monotonic()
+    console.say(f"  {count} {rep.student} ...", doing=f"nbgrader autograde {rep.student}")
+    run_nbgrader(ctx, rep, force, sandbox)
+    t = gradebook.totals(ctx.db_url, ctx.course_id, ctx.assignment, rep.student)
+    mark = "; ".join(rep.errors) or (f"{t[0]:g}/{t[1]:g} in the gradebook" if t else "-")
+    console.say(f"  {count} {rep.student}: {mark} ({time.monotonic() - started:.0f} s)",
+                doing="nbgrader")  # fmt: skip
 
 
 def write_marks(path: Path, reports: list[StudentReport]) -> None:
