@@ -24,7 +24,7 @@ release: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'  # its progress shown: minutes on a fresh machine
 	@touch $@
 
 # Debian packages. What grading and the demo need: the Fashion-MNIST files and bubblewrap (the
