@@ -5,12 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint release data system-deps
+.PHONY: demo test lint release data demo-deps system-deps
 
 demo: $(STAMP) data
 	$(PY) -m dlcourse demo
 
-test: $(STAMP) data
+test: $(STAMP) system-deps data
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 --durations=15
 
@@ -24,21 +24,31 @@ release: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'  # its progress shown: minutes on a fresh machine
 	@touch $@
 
-# Debian packages: the Fashion-MNIST files, bubblewrap (the grader's sandbox), and for the staff
-# tests a one-node Slurm (slurmctld, slurmd, munge), PostgreSQL and Chromium. Optional: without
-# root or apt the data comes from torchvision's download, grading refuses to run unsandboxed
-# unless told, and the Slurm, PostgreSQL and browser tests are skipped with the reason.
-DEB_PACKAGES := dataset-fashion-mnist bubblewrap slurmctld slurmd slurm-client munge postgresql chromium
+# Debian packages. What grading and the demo need: the Fashion-MNIST files and bubblewrap (the
+# grader's sandbox). What only the staff tests need: a one-node Slurm (slurmctld, slurmd, munge),
+# PostgreSQL and Chromium. Optional: without root or apt the data comes from torchvision's
+# download, grading refuses to run unsandboxed unless told, and the Slurm, PostgreSQL and browser
+# tests are skipped with the reason. `make demo` installs the first set, `make test` both.
+DEMO_PACKAGES  := dataset-fashion-mnist bubblewrap
+STAFF_PACKAGES := slurmctld slurmd slurm-client munge postgresql chromium
+
+# $(call apt_install,PACKAGES): install what is missing, as root with apt-get; else say why not.
+define apt_install
+	@if dpkg -s $(1) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(1) \
+	    || echo "note: apt-get failed; trying the other sources"; \
+	else echo "note: not root with apt-get; skipping Debian packages ($(1))"; fi
+endef
+
+demo-deps:
+	$(call apt_install,$(DEMO_PACKAGES))
 
 system-deps:
-	@if dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then :; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(DEB_PACKAGES) \
-	    || echo "note: apt-get failed; trying the other sources"; \
-	else echo "note: not root with apt-get; skipping Debian packages ($(DEB_PACKAGES))"; fi
+	$(call apt_install,$(DEMO_PACKAGES) $(STAFF_PACKAGES))
 
-data: $(STAMP) system-deps
+data: $(STAMP) demo-deps
 	@$(PY) -m dlcourse data --download

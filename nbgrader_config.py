@@ -33,12 +33,15 @@ c.Autograde.exclude_overwriting = spec.exclude_overwriting()
 c.OverwriteCells.add_missing_cells = True
 
 _DL = "dlcourse.grading.preprocessors"
+# An assignment missing from the gradebook (a fresh clone: `nbgrader generate_assignment A
+# --force` records it) stops with one line saying so, not a traceback per student.
+c.Autograde.pre_convert_hook = "dlcourse.grading.autograde.require_assignment"
 c.Autograde.sanitize_preprocessors = [
     f"{_DL}.RejectSpecialFiles",
     "nbgrader.preprocessors.ClearOutput",
     f"{_DL}.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
+    f"{_DL}.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [

@@ -116,27 +116,46 @@ def read(path: str | Path) -> Any:
         raise NotebookError(msg) from exc
 
 
-def code_cells(path: str | Path) -> list[tuple[int, str]]:
-    """(index, source without magics) of the code cells outside nbgrader's test cells, or a
+def prompts(cells: list[Any]) -> list[str]:
+    """How the student finds each cell: the prompt `In [n]` that a code cell shows after
+    Restart & Run All and in nbgrader's feedback (n counts the code cells that are not empty:
+    Jupyter and nbgrader run nothing in an empty one); a text cell by the code cell above it."""
+    names, n = [], 0
+    for cell in cells:
+        filled = bool(cell.source.strip())
+        if cell.cell_type == "code" and filled:
+            n += 1
+            names.append(f"In [{n}]")
+        elif cell.cell_type == "code":
+            names.append(f"the empty cell after In [{n}]" if n else "the empty cell at the top")
+        else:
+            names.append(f"the text cell after In [{n}]" if n else "the text cell at the top")
+    return names
+
+
+def code_cells(path: str | Path) -> list[tuple[str, str]]:
+    """(prompt, source without magics) of the code cells outside nbgrader's test cells, or a
     NotebookError naming the cell when there is more code than anyone writes by hand."""
     nb = read(path)
     found, total = [], 0
+    names = prompts(nb.cells)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or _is_test_cell(cell):
             continue
         n = len(cell.source)
         total += n
+        where = names[i]
         if n > MAX_CELL_CODE_CHARS or total > MAX_CODE_CHARS:
             what = (
-                f"cell {i} holds {n:,} characters of code (at most {MAX_CELL_CODE_CHARS:,})"
+                f"cell {where} holds {n:,} characters of code (at most {MAX_CELL_CODE_CHARS:,})"
                 if n > MAX_CELL_CODE_CHARS
-                else f"its code cells hold over {MAX_CODE_CHARS:,} characters (cell {i})"
+                else f"its code cells hold over {MAX_CODE_CHARS:,} characters (cell {where})"
             )
             raise NotebookError(
                 f"{Path(path).name}: {what}; the grader refuses code that large: load data from "
                 "a file instead of writing it into the notebook"
             )
-        found.append((i, _without_magics(cell.source)))
+        found.append((where, _without_magics(cell.source)))
     return found
 
 
@@ -144,11 +163,13 @@ def definitions(path: str | Path) -> tuple[str, list[str]]:
     """Source of the notebook's definitions, plus one warning per code cell that does not parse."""
     chunks, warnings = [], []
     defined: set[str] = set()
-    for i, src in code_cells(path):
+    for where, src in code_cells(path):
         try:
             tree = ast.parse(src)
         except SyntaxError as exc:
-            warnings.append(f"{Path(path).name}: cell {i} has a syntax error (line {exc.lineno})")
+            warnings.append(
+                f"{Path(path).name}: cell {where} has a syntax error (line {exc.lineno})"
+            )
             continue
         lines = src.split("\n")
         for node in tree.body:
@@ -156,7 +177,7 @@ def definitions(path: str | Path) -> tuple[str, list[str]]:
                 defined |= _binds(node)
                 if too_large := _oversized_literal(node):
                     raise NotebookError(
-                        f"{Path(path).name}: cell {i}, line {node.lineno} holds {too_large}; "
+                        f"{Path(path).name}: cell {where}, line {node.lineno} holds {too_large}; "
                         "the grader refuses large constants in definitions: load data from a file"
                     )
                 first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])

@@ -6,14 +6,18 @@ runs, and it asks for nothing but data: URIs. A full-page screenshot of each is 
 folder given; `check_pages` prints their paths (`pytest -rA` or `-s` shows them).
 
 Debian's /usr/bin/chromium (`make system-deps`) runs under Playwright's Python package; as root
-and without a network it needs the flags in CHROMIUM_ARGS. Without either, the tests skip and
-say why.
+and without a network it needs the flags in CHROMIUM_ARGS (Playwright adds --headless). Without
+either, the tests skip and say why. `chromium()` is the browser itself, for tests that drive a
+page (the TA journey's formgrader).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,24 +37,32 @@ def chromium_missing() -> str | None:
     return None
 
 
-def check_pages(pages: list[Path], shots: Path) -> dict[Path, dict]:
-    """Open each page; assert it renders cleanly; {page: what was seen} (images, shot)."""
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium under Playwright (skips the test, saying why, where it cannot run)."""
     reason = chromium_missing()
     if reason:
         pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    shots.mkdir(parents=True, exist_ok=True)
-    seen: dict[Path, dict] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            for k, page_file in enumerate(pages):
-                seen[page_file] = _check(
-                    browser, Path(page_file), shots / f"{k:02d}-{_name(page_file)}.png"
-                )
+            yield browser
         finally:
             browser.close()
+
+
+def check_pages(pages: list[Path], shots: Path, browser: Any = None) -> dict[Path, dict]:
+    """Open each page; assert it renders cleanly; {page: what was seen} (images, shot)."""
+    if browser is None:
+        with chromium() as browser:
+            return check_pages(pages, shots, browser)
+    shots.mkdir(parents=True, exist_ok=True)
+    seen: dict[Path, dict] = {}
+    for k, page_file in enumerate(pages):
+        shot = shots / f"{k:02d}-{_name(page_file)}.png"
+        seen[page_file] = _check(browser, Path(page_file), shot)
     for page_file, s in seen.items():
         print(f"screenshot of {page_file}: {s['shot']}")
     return seen

@@ -1,5 +1,6 @@
-"""`dlcourse autograde` (real nbgrader plus the isolated tests) on each assessed task's instructor
-version and on its untouched release: every automatic mark for the first, none for the second.
+"""`dlcourse autograde` (real nbgrader plus the isolated tests) on CW2's instructor version and on
+its untouched release: every automatic mark for the first, none for the second. CW1 gets the
+same check in tests/test_ta_journey.py, from the same autograde run as its formgrader journey.
 
 Smoke mode keeps nbgrader's execution of the notebook short; under NBGRADER_EXECUTION the
 training cell loads the submitted weights, so nothing is trained either way.
@@ -24,7 +25,7 @@ def _run(cmd, root, env):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cw1", "cw2"])
+@pytest.mark.parametrize("name", ["cw2"])
 def test_autograde_gives_instructor_every_automatic_mark_and_blank_none(tmp_path, name):
     source = course.get(name).source_dir
     root = tmp_path / "course"

@@ -33,7 +33,7 @@ def test_cells_with_syntax_errors_are_reported_not_fatal(tmp_path):
     path = write(tmp_path, "def ok():\n    return 1", "def broken(:\n    pass")
     src, warnings = notebook.definitions(path)
     assert "def ok" in src and "broken" not in src
-    assert warnings == ["nb.ipynb: cell 2 has a syntax error (line 1)"]
+    assert warnings == ["nb.ipynb: cell In [2] has a syntax error (line 1)"]
 
 
 def test_nbgrader_test_cells_are_skipped(tmp_path):
@@ -69,7 +69,8 @@ def test_large_constants_are_refused_with_a_message(tmp_path, source, message):
     """A table of test-image hashes to labels is data, not model code: the grader refuses it,
     as a module constant or hidden in a function, and says where it is."""
     path = write(tmp_path, "import torch", source)
-    with pytest.raises(notebook.NotebookError, match=f"nb.ipynb: cell 2, line 1 holds {message}"):
+    where = r"nb.ipynb: cell In \[2\], line 1 holds "
+    with pytest.raises(notebook.NotebookError, match=where + message):
         notebook.definitions(path)
 
 
@@ -92,3 +93,17 @@ def test_constants_built_from_untaken_cells_are_left_out(tmp_path):
     ns = notebook.load_trusted(path)
     assert (ns["HIDDEN"], ns["ACT"].__name__) == (64, "ReLU")
     assert ns["TAU"] > 6.28  # a star import may define any name
+
+
+def test_cells_are_named_by_the_prompt_the_student_sees(tmp_path):
+    """In [n] as after Restart & Run All, and in nbgrader's feedback: empty code cells run
+    nothing and get no number; text cells are found by the code cell above them."""
+    cells = [new_markdown_cell("# title"), new_code_cell("x = 1"), new_code_cell("  "),
+             new_markdown_cell("text"), new_code_cell("def broken(:")]  # fmt: skip
+    assert notebook.prompts(cells) == [
+        "the text cell at the top", "In [1]", "the empty cell after In [1]",
+        "the text cell after In [1]", "In [2]",
+    ]  # fmt: skip
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=cells), path)
+    assert notebook.definitions(path)[1] == ["nb.ipynb: cell In [2] has a syntax error (line 1)"]

@@ -4,6 +4,13 @@ nbgrader runs per student, so a submission that breaks it (a damaged notebook, a
 costs that student a clear error and never the batch. The isolated tests' points are written
 into the gradebook grade of the cell named by each test module's GRADE_CELL; a cell whose
 tests could not all be computed is flagged for manual grading rather than given a silent 0.
+Each step and each student is said as it starts and ends, and a step that stays quiet is
+named again every few seconds (validate.Console): CW1's nbgrader run of one notebook takes
+half a minute or more.
+
+`require_assignment` is plain `nbgrader autograde`'s pre-convert hook (nbgrader_config.py):
+an assignment missing from the gradebook is one line saying what to run, not nbgrader's
+traceback for every student.
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -28,8 +37,12 @@ from dlcourse.grading.spec import Spec
 GLOB_CHARACTERS = "*?[]"  # nbgrader's --student is a glob pattern
 FEEDBACK_MB = 2048  # nbgrader generate_feedback for one student (it parses and renders)
 NBGRADER_PIDS = 256
-# runner.grade_many's signature: (folders, spec, out, jobs, force, sandbox, progress) -> results
-IsolatedStep = Callable[[list[Path], Spec, Path, int, bool, bool, bool], dict[str, GradingResults]]
+# runner.grade_many's signature: (folders, spec, out, jobs, force, sandbox, progress) -> results;
+# progress is a bar (True), nothing (False), or a function told each submission as it is graded
+Progress = bool | Callable[[str, GradingResults], None]
+IsolatedStep = Callable[
+    [list[Path], Spec, Path, int, bool, bool, Progress], dict[str, GradingResults]
+]
 
 
 @dataclass
@@ -101,7 +114,9 @@ def course_id(root: Path) -> str:
     return cfg.CourseDirectory.get("course_id", "default_course")
 
 
-def ensure_in_gradebook(root: Path, assignment: str, tree: str, db_url: str) -> None:
+def ensure_in_gradebook(
+    root: Path, assignment: str, tree: str, db_url: str, say: Callable[[str], Any] = print
+) -> None:
     """Record the assignment's cells in the gradebook (generate_assignment into a scratch dir)."""
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -111,6 +126,7 @@ def ensure_in_gradebook(root: Path, assignment: str, tree: str, db_url: str) -> 
             return
         except MissingEntry:
             pass
+    say(f"recording {assignment} in the gradebook (nbgrader generate_assignment)")
     with tempfile.TemporaryDirectory() as tmp:
         args = [
             "generate_assignment",
@@ -121,6 +137,42 @@ def ensure_in_gradebook(root: Path, assignment: str, tree: str, db_url: str) -> 
         proc = nbgrader(root, args, tree, db_url)
     if proc.returncode:
         raise RuntimeError(f"nbgrader generate_assignment {assignment} failed: {_last_error(proc)}")
+
+
+def generate_command(root: Path, assignment: str) -> str:
+    """The nbgrader command that records `assignment` in the gradebook (README: Teaching
+    assistants): --force, since without it nbgrader skips an assignment whose release/ folder
+    exists and records nothing; the source folder named where it is not source/."""
+    cmd = f"nbgrader generate_assignment {assignment} --force"
+    try:
+        tree = source_tree(root, assignment)
+    except ValueError:
+        return cmd
+    return cmd if tree == "source" else f"{cmd} --CourseDirectory.source_directory={tree}"
+
+
+def require_assignment(assignment: str, student: str, notebooks: list[str]) -> None:
+    """nbgrader autograde's pre-convert hook: stop with one line when the assignment is not in
+    the gradebook (nbgrader would print a traceback per student: "No assignment with ID")."""
+    from nbgrader.api import Gradebook, MissingEntry
+    from traitlets.config import Application
+
+    app = Application.instance() if Application.initialized() else None
+    coursedir = getattr(app, "coursedir", None)
+    if coursedir is None or not assignment or any(c in assignment for c in GLOB_CHARACTERS):
+        return
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+        try:
+            gb.find_assignment(assignment)
+            return
+        except MissingEntry:
+            pass
+    app.log.error(
+        "%s is not in the gradebook (%s): record it first with `%s`, then autograde again",
+        assignment, gradebook.shown(coursedir.db_url),
+        generate_command(Path(coursedir.root), assignment),
+    )  # fmt: skip
+    sys.exit(1)  # past nbgrader's per-student handler, which prints a traceback
 
 
 def cell_problems(notebook: Path, expected: list[str]) -> list[str]:
@@ -222,21 +274,13 @@ def run_nbgrader(ctx: Course, rep: StudentReport, force: bool, sandbox: bool) ->
         rep.errors.append(f"nbgrader autograde failed: {_last_error(proc)}")
 
 
-def write_feedback(ctx: Course, rep: StudentReport, out: Path) -> None:
-    """nbgrader's HTML feedback without hidden tests, plus the isolated tests' summary and
-    report.html (marks per test and the grader's plots, dlcourse.grading.report)."""
+def write_feedback(ctx: Course, rep: StudentReport) -> None:
+    """nbgrader generate_feedback for one student: nbgrader's annotated notebook without hidden
+    tests, report.html with the whole mark and isolated_tests.txt (feedback.WriteReport)."""
     args = ["generate_feedback", ctx.assignment, f"--student={rep.student}", "--force"]
     proc = nbgrader(ctx.root, args, ctx.tree, ctx.db_url, memory_mb=FEEDBACK_MB)
     if proc.returncode:
         rep.errors.append(f"nbgrader generate_feedback failed: {_last_error(proc)}")
-        return
-    summary = (out / rep.student / "summary.txt").read_text()
-    notes = "".join(f"note: {n}\n" for n in rep.cell_notes)
-    fb = ctx.root / "feedback" / rep.student / ctx.assignment / "isolated_tests.txt"
-    results.write_atomic(fb, summary + notes)
-    from dlcourse.grading import report
-
-    report.write_report(out / rep.student, rep.student, fb.parent / report.REPORT, rep.cell_notes)
 
 
 @dataclass(frozen=True)
@@ -249,6 +293,21 @@ class Course:
     tree: str
     db_url: str
     course_id: str
+
+    @property
+    def out(self) -> Path:
+        """grades/<assignment>/: the isolated results, the CSVs."""
+        return self.root / "grades" / self.assignment
+
+
+class _Silent:
+    """A console that prints nothing (progress=False: the Slurm merge job, tests)."""
+
+    def say(self, text: str, doing: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def autograde(
@@ -268,6 +327,8 @@ def autograde(
     passes one that reads what the array tasks graded. A student it returns no results for
     is not run through nbgrader (nbgrader would grade the isolated tests here).
     """
+    from dlcourse.grading.validate import Console
+
     if sandbox:
         require_sandbox()
     root = Path(root).resolve()
@@ -276,32 +337,77 @@ def autograde(
     gradebook.check_reachable(db_url)  # a clear message, not a traceback, for a server that is down
     tree = source_tree(root, assignment)
     ctx = Course(root, assignment, spec, tree, db_url, course_id(root))
-    ensure_in_gradebook(root, assignment, tree, db_url)
-    reports, folders = intake(root, assignment, spec)
-    expected = expected_cells(root, tree, assignment, spec)
-    notebooks = {s: f / spec.notebook for s, f in folders.items() if (f / spec.notebook).is_file()}
-    for student, nb in notebooks.items():
-        reports[student].cell_notes = cell_problems(nb, expected)
+    console = Console() if progress else _Silent()
+    try:
+        return _autograde(ctx, jobs, force, sandbox, isolated or runner.grade_many, console)
+    finally:
+        console.close()
 
-    out = root / "grades" / assignment  # isolated tests first, in parallel; nbgrader reuses them
-    step = isolated or runner.grade_many
-    graded = step(list(folders.values()), spec, out, jobs, force, sandbox, progress)
-    for student in notebooks:  # one nbgrader process per student: a bad one stops only itself
-        if student in graded:
-            run_nbgrader(ctx, reports[student], force, sandbox)
+
+def _autograde(
+    ctx: Course, jobs: int, force: bool, sandbox: bool, step: IsolatedStep, console: Any
+) -> list[StudentReport]:
+    """The steps, each said as it starts: intake, isolated tests, nbgrader per student,
+    export, feedback per student."""
+    t0 = time.monotonic()
+    console.say(
+        f"autograde {ctx.assignment} in {ctx.root} (gradebook {gradebook.shown(ctx.db_url)})",
+        doing="reading the gradebook",
+    )
+    ensure_in_gradebook(ctx.root, ctx.assignment, ctx.tree, ctx.db_url,
+                        lambda text: console.say(text, doing="recording it"))  # fmt: skip
+    reports, folders = intake(ctx.root, ctx.assignment, ctx.spec)
+    expected = expected_cells(ctx.root, ctx.tree, ctx.assignment, ctx.spec)
+    notebooks = [s for s, f in folders.items() if (f / ctx.spec.notebook).is_file()]
+    for student in notebooks:
+        reports[student].cell_notes = cell_problems(folders[student] / ctx.spec.notebook, expected)
+    for rep in reports.values():
+        if rep.errors:
+            console.say(f"  {rep.student}: {'; '.join(rep.errors)}")
+
+    n = len(folders)  # isolated tests first, in parallel; nbgrader reuses their results
+    console.say(f"[1/4] isolated tests: {n} submission{'s' * (n != 1)}, {max(1, jobs)} at a time",
+                doing="isolated tests")  # fmt: skip
+
+    def graded_one(student: str, graded: GradingResults) -> None:
+        console.say(f"  {student}: {_isolated(graded)}/{graded.max_score:g} ({graded.status})",
+                    doing="isolated tests")  # fmt: skip
+
+    graded = step(list(folders.values()), ctx.spec, ctx.out, jobs, force, sandbox, graded_one)
+    todo = [s for s in notebooks if s in graded]
+    console.say(f"[2/4] nbgrader autograde: {len(todo)} notebooks, one at a time")
+    for k, student in enumerate(todo, 1):  # a student that breaks nbgrader stops only itself
+        _nbgrader_one(ctx, reports[student], force, sandbox, console, f"[{k}/{len(todo)}]")
     for student, rep in reports.items():
         rep.isolated = graded.get(student)
-        if (t := gradebook.totals(db_url, ctx.course_id, assignment, student)) is not None:
+        if (t := gradebook.totals(ctx.db_url, ctx.course_id, ctx.assignment, student)) is not None:
             rep.total, rep.max_total = t
 
-    proc = nbgrader(root, ["export", f"--CsvExportPlugin.to={out / 'gradebook.csv'}"], tree, db_url)
-    if proc.returncode:
+    console.say(f"[3/4] nbgrader export: {ctx.out / 'gradebook.csv'}", doing="nbgrader export")
+    export = ["export", f"--CsvExportPlugin.to={ctx.out / 'gradebook.csv'}"]
+    if (proc := nbgrader(ctx.root, export, ctx.tree, ctx.db_url)).returncode:
         print(f"warning: nbgrader export failed: {_last_error(proc)}", file=sys.stderr)
-    for rep in reports.values():
-        if rep.nbgrader_ok:
-            write_feedback(ctx, rep, out)
-    write_marks(out / "marks_with_notebook.csv", list(reports.values()))
+    ready = [r for r in reports.values() if r.nbgrader_ok]
+    console.say(f"[4/4] feedback: {len(ready)} students, into {ctx.root / 'feedback'}")
+    for k, rep in enumerate(ready, 1):
+        console.say(f"  [{k}/{len(ready)}] {rep.student}", doing=f"feedback for {rep.student}")
+        write_feedback(ctx, rep)
+    write_marks(ctx.out / "marks_with_notebook.csv", list(reports.values()))
+    console.say(f"done in {time.monotonic() - t0:.0f} s")
     return list(reports.values())
+
+
+def _nbgrader_one(
+    ctx: Course, rep: StudentReport, force: bool, sandbox: bool, console: Any, count: str
+) -> None:
+    """nbgrader autograde for one student, said as it starts and ends with its total."""
+    started = time.monotonic()
+    console.say(f"  {count} {rep.student} ...", doing=f"nbgrader autograde {rep.student}")
+    run_nbgrader(ctx, rep, force, sandbox)
+    t = gradebook.totals(ctx.db_url, ctx.course_id, ctx.assignment, rep.student)
+    mark = "; ".join(rep.errors) or (f"{t[0]:g}/{t[1]:g} in the gradebook" if t else "-")
+    console.say(f"  {count} {rep.student}: {mark} ({time.monotonic() - started:.0f} s)",
+                doing="nbgrader")  # fmt: skip
 
 
 def write_marks(path: Path, reports: list[StudentReport]) -> None:

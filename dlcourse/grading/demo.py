@@ -18,6 +18,7 @@ import torch
 
 from dlcourse import course, release, weights
 from dlcourse.grading import autograde, spec
+from dlcourse.grading.validate import Console
 
 ASSIGNMENT = "pytorch_intro_1"
 MARKER = ".dlcourse-demo"  # only a folder carrying this is ever wiped by the demo
@@ -105,13 +106,19 @@ def layout(root: Path) -> list[str]:
 def main(root: Path) -> int:
     t0 = time.perf_counter()
     root = Path(root).resolve()
+    console = Console()  # the release (nbgrader generate_assignment) takes several seconds
+    console.say(f"releasing {ASSIGNMENT} into {root}/release", doing="dlcourse release")
     try:
         students = layout(root)
-        print(f"cohort of {len(students)} laid out in {root}/submitted ({', '.join(students)})")
+        console.say(f"cohort of {len(students)} laid out in {root}/submitted "
+                    f"({', '.join(students)})")  # fmt: skip
+        console.close()
         reports = autograde.autograde(ASSIGNMENT, spec.load(ASSIGNMENT), root, jobs=2)
     except (FileExistsError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        console.close()
     print()
     print(autograde.table(reports))
     print()

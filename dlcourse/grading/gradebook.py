@@ -8,11 +8,13 @@ named by each test module's GRADE_CELL. A cell stays 0 and waiting, with the rea
 grading failed, was refused, was stopped by a safety limit, could not compute one of its tests,
 or has no test at all: nothing a kernel printed or skipped can stand in for the grader.
 What staff must know (no sandbox, copied weights) goes into a gradebook comment, so the
-formgrader shows it next to the marks.
+formgrader shows it next to the marks; `for_student` takes it out of whatever students read.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from dlcourse.grading.results import INCOMPLETE, UNSANDBOXED, CellGrade, Grading
 from dlcourse.grading.spec import Spec
 
 NOTES_HEADER = "Isolated grader:"
+# The grader's paragraph in a comment: from the header to the next blank line or the end.
+_NOTES = re.compile(rf"(?:^|\n\n){re.escape(NOTES_HEADER)}.*?(?=\n\n|$)", re.S)
 
 
 def database_url(db_url: str | None, root: Path) -> str:
@@ -89,13 +93,20 @@ def test_cells(gb: Any, notebook_id: str, assignment: str) -> list[str]:
 
 
 def merge(
-    db_url: str, course_id: str, spec: Spec, student: str, graded: GradingResults | None
+    db_url: str,
+    course_id: str,
+    spec: Spec,
+    student: str,
+    graded: GradingResults | None,
+    order: Sequence[str] = (),
 ) -> tuple[dict[str, CellMark], list[str]]:
     """Write the isolated scores into the notebook's test cells, and the grader's notes.
 
     Returns what each test cell got and the problems staff must fix (a GRADE_CELL that is
     not a test cell, points that disagree with the notebook). `graded` None: the isolated
-    grader did not run at all; every test cell then waits for a person.
+    grader did not run at all; every test cell then waits for a person. `order`: the
+    notebook's grade_ids from the top, so that the notes go to the comment box the formgrader
+    shows first (without it they stay where an earlier run put them).
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -123,7 +134,7 @@ def merge(
                     f"sum to {agg.max_score:g}"
                 )
         if graded is not None:
-            _write_notes(gb, notebook_id, spec.name, student, staff_notes(graded))
+            _write_notes(gb, notebook_id, spec.name, student, staff_notes(graded), order)
         gb.db.commit()
     return marks, problems
 
@@ -152,21 +163,26 @@ def staff_notes(graded: GradingResults) -> list[str]:
 
 
 def _write_notes(
-    gb: Any, notebook_id: str, assignment: str, student: str, notes: list[str]
+    gb: Any, notebook_id: str, assignment: str, student: str, notes: list[str], order: Sequence[str]
 ) -> None:
-    """Put the notes in the first comment of the notebook, replacing an earlier grader's."""
+    """Put the notes in one comment of the notebook, replacing an earlier grader's: the first
+    in `order`, else the one that holds them already, else the first by name."""
     from nbgrader.api import MissingEntry
 
     try:
         nb = gb.find_submission_notebook(notebook_id, assignment, student)
     except MissingEntry:
         return
-    comments = sorted(nb.comments, key=lambda c: c.name)
-    if not comments:
+    by_name = {c.name: c for c in nb.comments}
+    if not by_name:
         return
-    c = comments[0]
-    kept = (c.auto_comment or "").split(NOTES_HEADER)[0].rstrip()
-    c.auto_comment = "\n\n".join(filter(None, [kept, f"{NOTES_HEADER} " + "; ".join(notes)]))
+    held = [n for n, c in by_name.items() if NOTES_HEADER in (c.auto_comment or "")]
+    first = next((n for n in order if n in by_name), None) or min(held or by_name)
+    for name in held:  # an earlier grader's notes, wherever they are
+        by_name[name].auto_comment = _NOTES.sub("", by_name[name].auto_comment).strip() or None
+    c = by_name[first]
+    note = f"{NOTES_HEADER} " + "; ".join(notes)
+    c.auto_comment = "\n\n".join(filter(None, [c.auto_comment, note]))
 
 
 def totals(
@@ -193,3 +209,51 @@ def comment(db_url: str, course_id: str, spec: Spec, student: str) -> str:
             return ""
         texts = [c.auto_comment or "" for c in nb.comments]
     return next((t[t.index(NOTES_HEADER) :] for t in texts if NOTES_HEADER in t), "")
+
+
+def for_student(comment: str | None) -> str:
+    """A gradebook comment without the isolated grader's staff notes (status, sandbox, FLAGs),
+    which the formgrader shows and a student must not see; a TA's own words are kept, also when
+    written in the same box before or after the notes."""
+    return _NOTES.sub("", comment or "").strip()
+
+
+@dataclass
+class CellRecord:
+    """One graded cell of a student's notebook, as the student's feedback shows it."""
+
+    name: str
+    score: float
+    max_score: float
+    waiting: bool  # needs a person: a written answer not marked yet, a test cell not computed
+    by_person: bool  # a TA set the mark (formgrader)
+    test_cell: bool  # an autograder test cell: marked by the isolated grader
+    comment: str  # the TA's comment, without the grader's staff notes
+
+
+def student_cells(
+    db_url: str, course_id: str, assignment: str, notebook_id: str, student: str
+) -> dict[str, CellRecord]:
+    """Every graded cell of the student's notebook by grade_id ({} when nbgrader has no
+    submission for it)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url, course_id) as gb:
+        try:
+            nb = gb.find_submission_notebook(notebook_id, assignment, student)
+        except MissingEntry:
+            return {}
+        tests = set(test_cells(gb, notebook_id, assignment))
+        comments = {c.name: for_student(c.comment) for c in nb.comments}
+        return {
+            g.name: CellRecord(
+                name=g.name,
+                score=float(g.score),
+                max_score=float(g.max_score),
+                waiting=bool(g.needs_manual_grade),
+                by_person=g.manual_score is not None,
+                test_cell=g.name in tests,
+                comment=comments.get(g.name, ""),
+            )
+            for g in nb.grades
+        }

@@ -7,6 +7,9 @@ teaching assistants know is the isolated one:
   a pipe is refused with a message before any of it is graded.
 - `DeduplicateIds`: nbgrader's, fixed so that a copied cell does not crash the restore of
   missing cells (nbgrader 0.9.6 empties the metadata and then reads its grade_id).
+- `OverwriteCells`: nbgrader's, without its "checksum ... has changed" warning for a test cell
+  the student left as released (the gradebook holds it with its hidden tests, the release
+  without: nbgrader warned about every such cell of an unmodified notebook).
 - `SandboxedExecute` (instead of nbgrader's Execute): the student's kernel runs in a cgroup of
   its own (memory, processes) and in the bubblewrap sandbox, on a copy of the student's folder
   in a sized tmpfs. It sees Python, the `dlcourse` package and the training data, nothing of
@@ -41,11 +44,13 @@ import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
-from nbformat.v4 import new_output
+from nbformat.v4 import new_code_cell, new_output
 from nbgrader import utils
+from nbgrader.api import MissingEntry
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from nbgrader.preprocessors import DeduplicateIds as _DeduplicateIds
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import OverwriteCells as _OverwriteCells
 from nbgrader.preprocessors import SaveAutoGrades as _SaveAutoGrades
 from traitlets import Bool, List, Unicode
 
@@ -89,6 +94,30 @@ class DeduplicateIds(_DeduplicateIds):
         if had and cell.metadata.get("nbgrader") == {}:
             del cell.metadata["nbgrader"]  # nbgrader 0.9.6 leaves {} and later reads grade_id
         return cell, resources
+
+
+class OverwriteCells(_OverwriteCells):
+    """nbgrader's step; a locked cell whose source is the released one (the recorded source
+    with its hidden tests cleared) gets the recorded source first, so that only a cell the
+    student changed is reported as changed."""
+
+    def preprocess_cell(self, cell: Any, resources: Any, cell_index: int) -> tuple[Any, Any]:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid is not None:
+            try:
+                recorded = self.gradebook.find_source_cell(
+                    gid, self.notebook_id, self.assignment_id
+                )
+            except MissingEntry:
+                recorded = None
+            if recorded is not None and recorded.locked and cell.source == self._released(recorded):
+                cell.source = recorded.source
+        return super().preprocess_cell(cell, resources, cell_index)
+
+    def _released(self, recorded: Any) -> str:
+        released = new_code_cell(recorded.source)
+        ClearHiddenTests(config=self.config)._remove_hidden_test_region(released)
+        return released.source
 
 
 class _CappedContext(zmq.asyncio.Context):
@@ -372,7 +401,11 @@ class IsolatedGrades(NbGraderPreprocessor):
         folder = Path(course.format_path(course.submitted_directory, student, assignment))
         out = Path(course.root) / "grades" / assignment / student
         graded = runner.grade_cached(folder, s, out, not self.unsandboxed, self.just_graded)
-        marks, problems = gradebook.merge(info["db_url"], course.course_id, s, student, graded)
+        # the grader's notes go to the comment box the formgrader shows first
+        order = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if utils.is_solution(c)]
+        marks, problems = gradebook.merge(
+            info["db_url"], course.course_id, s, student, graded, order
+        )
         for problem in problems:
             self.log.warning("%s: %s", student, problem)
         _annotate(nb, marks, graded)

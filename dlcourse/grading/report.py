@@ -2,8 +2,12 @@
 
 A student's report.html shows the marks of every hidden test with its message, and what the
 hidden tests measured in the grader process (measurements.pt, dlcourse.grading.measurements):
-tier tables with where the student landed, a confusion matrix, images, bar charts. It shows no
-hidden test code and nothing but what the tests chose to record. Pages are rendered from the
+tier tables with where the student landed, a confusion matrix, images, bar charts. Written at
+feedback time from the gradebook (dlcourse.grading.feedback), it leads with the whole mark:
+each graded cell (hidden tests, a TA's mark with the comment, or waiting for a person) and the
+total. It shows no hidden test code and nothing but what the tests chose to record, and none
+of the staff's notes (flags, sandboxing): those are for the summary, the CSVs, the gradebook
+comment and cohort.html. Pages are rendered from the
 Jinja2 templates in templates/ with autoescaping on (messages and notes quote the student's own
 errors), and every image is a data: URI, so a page can be mailed or opened offline; a Content
 Security Policy forbids scripts and any fetch, so nothing a student wrote can run in a
@@ -20,8 +24,10 @@ reported on stderr.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import math
+import os
 import re
 import sys
 from collections import Counter
@@ -34,9 +40,10 @@ from urllib.parse import quote
 import jinja2
 
 from dlcourse.grading import measurements, results
-from dlcourse.grading.results import GradingResults, TestResult
+from dlcourse.grading.results import UNSANDBOXED, GradingResults, TestResult
 
 REPORT = "report.html"
+PAGE_MODE = 0o644  # as nbgrader writes feedback: readable by the group and others
 COHORT = "cohort.html"
 MESSAGE_CHARS = 2000  # a failure message as shown; results.json keeps what the plugin kept
 MAX_NOTES = 50
@@ -96,15 +103,52 @@ def read_measurements(folder: Path, graded: GradingResults) -> tuple[list[dict],
     return doc["items"], doc["notes"]
 
 
+@dataclass
+class CellRow:
+    """One graded cell of the notebook, as the report's table of the whole mark shows it."""
+
+    where: str  # the cell as the student finds it: In [n]
+    name: str  # nbgrader's grade_id
+    how: str  # hidden tests / marked by a person / waits for a person
+    mark: str
+    comment: str
+    waiting: bool
+
+
+@dataclass
+class WholeMark:
+    """The notebook's mark as the gradebook holds it: every graded cell, and the total."""
+
+    cells: list[CellRow]
+    score: float
+    max_score: float
+    late_penalty: float = 0.0
+
+    @property
+    def waiting(self) -> int:
+        return sum(c.waiting for c in self.cells)
+
+
+STAFF_NOTES = ("student code ran in ", UNSANDBOXED)  # how the worker ran: for staff
+
+
+def for_student(graded: GradingResults) -> GradingResults:
+    """The results as a student may read them: no FLAG, no word on sandboxing (staff notes)."""
+    notes = [n for n in graded.notes if not any(m in n for m in STAFF_NOTES)]
+    return dataclasses.replace(graded, flags=[], sandboxed=None, notes=notes)
+
+
 def submission_page(
     graded: GradingResults,
     student: str,
     items: Sequence[Mapping[str, Any]] = (),
     measurement_notes: Sequence[str] = (),
     notes: Sequence[str] = (),
+    whole: WholeMark | None = None,
 ) -> str:
     """The HTML of one submission's report (`notes`: more lines for the student, e.g. cells
-    that nbgrader restored)."""
+    that nbgrader restored; `whole`: the gradebook's mark, leading the page when given)."""
+    graded = for_student(graded)
     by_name = {t.name: t for t in graded.tests}
     sections = []
     for item in items:
@@ -117,6 +161,8 @@ def submission_page(
         title=f"{graded.assignment}: feedback for {student}",
         assignment=graded.assignment,
         student=student,
+        whole=whole,
+        total=None if whole is None else _total(whole),
         score=f"{graded.score:g}",
         max_score=f"{graded.max_score:g}",
         status=graded.status,
@@ -128,12 +174,20 @@ def submission_page(
     )
 
 
+def _total(whole: WholeMark) -> str:
+    total = f"{whole.score - whole.late_penalty:g} / {whole.max_score:g}"
+    if whole.late_penalty:
+        total += f" (after a late penalty of {whole.late_penalty:g})"
+    return total
+
+
 def write_report(
     results_dir: Path,
     student: str,
     dest: Path | None = None,
     notes: Sequence[str] = (),
     graded: GradingResults | None = None,
+    whole: WholeMark | None = None,
 ) -> Path | None:
     """Render results_dir's results.json and measurements.pt into `dest` (default
     results_dir/report.html); the path written, or None (with the reason on stderr)."""
@@ -143,12 +197,18 @@ def write_report(
         if graded is None:
             graded = GradingResults.read(results_dir / "results.json")
         items, measured = read_measurements(results_dir, graded)
-        html = submission_page(graded, student, items, measured, notes)
-        results.write_atomic(dest, html)
+        write_page(dest, submission_page(graded, student, items, measured, notes, whole))
     except Exception as exc:  # noqa: BLE001 - a report never stops grading or feedback
         print(f"warning: no {dest} ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
     return dest
+
+
+def write_page(path: Path, text: str) -> None:
+    """Write a page a student or a colleague reads: atomically, and readable as nbgrader's
+    feedback is (PAGE_MODE), not only by its writer."""
+    results.write_atomic(path, text)
+    os.chmod(path, PAGE_MODE)
 
 
 # -- measurement sections --------------------------------------------------------------------
@@ -279,11 +339,16 @@ def _bars_png(item: Mapping[str, Any]) -> str:
 # -- the cohort -----------------------------------------------------------------------------
 
 
+# A name (a file, a variable: kept whole, digits and all) or a number (masked).
+_NAME_OR_NUMBER = re.compile(r"[A-Za-z_][\w.]*|\d+(?:[.,]\d+)*")
+
+
 def message_pattern(text: str) -> str:
     """A failure message's first line with its numbers as #, so that the same failure with
-    other values counts once ("test accuracy #% is below #%")."""
+    other values counts once ("test accuracy #% is below #%"); digits inside names stay
+    ("missing weight file intro1_mlp.pt")."""
     first = text.strip().splitlines()[0] if text.strip() else "(no message)"
-    return re.sub(r"\d+(?:[.,]\d+)*", "#", first)[:300]
+    return _NAME_OR_NUMBER.sub(lambda m: "#" if m[0][0].isdigit() else m[0], first)[:300]
 
 
 def cohort_page(

@@ -265,11 +265,12 @@ def grade_many(
     jobs: int = 1,
     force: bool = False,
     sandbox: bool = True,
-    progress: bool = True,
+    progress: bool | Callable[[str, GradingResults], None] = True,
 ) -> dict[str, GradingResults]:
     """Grade into out/<id>/ (reusing results of unchanged submissions unless `force`), then
     flag weight files shared between students and write out/marks.csv, each submission's
-    report.html and out/cohort.html.
+    report.html and out/cohort.html. `progress`: a bar, or a function called with each
+    submission's id and results as it is graded.
 
     Every folder gets a row: one that cannot be graded gets its reason, never a crash.
     Raises SandboxUnavailable up front when a sandbox is asked for and cannot be built.
@@ -278,13 +279,16 @@ def grade_many(
         require_sandbox()
     ids = cohort_ids(submissions, spec.name)
     grade = grade_submission if force else grade_cached
-    bar = tqdm(total=len(ids), desc=f"grading {spec.name}", file=sys.stdout, disable=not progress)
+    bar = tqdm(total=len(ids), desc=f"grading {spec.name}", file=sys.stdout,
+               disable=progress is not True)  # fmt: skip
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(grade, p, spec, out / i, sandbox): i for i, p in ids.items()}
         cohort: dict[str, GradingResults] = {}
         for f in as_completed(futures):
             cohort[futures[f]] = f.result()
             bar.update()
+            if callable(progress):
+                progress(futures[f], cohort[futures[f]])
     bar.close()
     finish_cohort(cohort, spec, out)
     return cohort

@@ -8,7 +8,9 @@ folder whose name nbgrader would read as a pattern (`star*`) is refused, and gra
 import csv
 import dataclasses
 import os
+import re
 import shutil
+import stat
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -119,11 +121,39 @@ def test_feedback_without_hidden_test_code(course):
     for secret in ("SECRET-ADD-CHECK", "BEGIN HIDDEN", "TEACHER", "probe_logits", "def test_"):
         assert secret not in html  # ... but no hidden test, in the notebook or the isolated ones
     summary = (root / "feedback" / "good" / "toy" / "isolated_tests.txt").read_text()
-    assert summary.startswith("toy - good: 8/8 (complete - FLAGGED)")
+    assert summary.startswith("toy - good: 8/8 (complete)\n")
     page = (root / "feedback" / "good" / "toy" / "report.html").read_text()
-    assert "toy: feedback for good" in page and "<strong>8 / 8</strong>" in page
+    assert "toy: feedback for good" in page and "Your mark: <strong>8 / 8</strong>" in page
     for secret in ("SECRET-ADD-CHECK", "TEACHER", "probe_logits", "def test_"):
         assert secret not in page
+
+
+def test_one_feedback_page_holds_the_whole_mark_per_cell(course):
+    root, _, _, _ = course
+    page = (root / "feedback" / "good" / "toy" / "report.html").read_text()
+    rows = re.findall(r"<td>(In \[\d+\])</td>\s*<td>(\w+)</td>\s*<td>([^<]+)</td>", page)
+    assert [(name, how) for _, name, how in rows] == [
+        ("toy_add_test", "the hidden tests"), ("toy_hidden", "the hidden tests"),
+    ]  # fmt: skip
+    nb = nbformat.read(root / "autograded" / "good" / "toy" / "toy.ipynb", as_version=4)
+    prompts = {c.metadata.get("nbgrader", {}).get("grade_id"): f"In [{c.execution_count}]"
+               for c in nb.cells if c.cell_type == "code"}  # fmt: skip
+    assert [where for where, _, _ in rows] == [prompts["toy_add_test"], prompts["toy_hidden"]]
+    assert "Of it, from the hidden tests: <strong>8 / 8</strong>" in page
+
+
+def test_staff_notes_reach_no_student_page_and_pages_are_readable(course):
+    """FLAGs, the sandbox and the status are for staff (gradebook comment, CSVs, summary.txt);
+    a student's pages are as readable as nbgrader's own feedback (0644)."""
+    root, _, _, _ = course
+    staff = (root / "grades" / "toy" / "good" / "summary.txt").read_text()
+    assert "FLAG: toy.pt is identical" in staff and "sandbox" in staff
+    folder = root / "feedback" / "good" / "toy"
+    for page in ("toy.html", "report.html", "isolated_tests.txt"):
+        text = (folder / page).read_text()
+        for note in ("FLAG", "identical to the weights", "sandbox", "Isolated grader: status"):
+            assert note not in text, (page, note)
+        assert stat.S_IMODE((folder / page).stat().st_mode) == 0o644, page
 
 
 class _Active(HTMLParser):

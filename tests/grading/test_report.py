@@ -14,6 +14,7 @@ screenshots' paths are printed (`pytest -rA` shows them).
 import importlib.util
 import pickle
 import shutil
+import stat
 from pathlib import Path
 from types import ModuleType
 
@@ -24,7 +25,7 @@ from report_pages import check_pages
 
 from dlcourse import course, data
 from dlcourse.cli import main
-from dlcourse.grading import heldout, measurements, report, sandbox
+from dlcourse.grading import gradebook, heldout, measurements, report, sandbox
 from dlcourse.grading.measurements import Measurements
 from dlcourse.grading.results import GradingResults, TestResult
 from dlcourse.grading.student import StudentError
@@ -441,6 +442,59 @@ def test_failure_messages_count_once_whatever_their_numbers():
     assert common["pattern"] == "test accuracy #% is below #%"
     assert (common["count"], common["students"]) == (3, ["a", "b", "c"])
     assert common["tests"] == ["m::test_tier_1"]
+
+
+def test_names_keep_their_digits_in_failure_patterns():
+    """cohort.html grouped "missing weight file intro1_mlp.pt" as "intro#_mlp.pt"."""
+    assert report.message_pattern("missing weight file intro1_mlp.pt (cw1_model.pt: 2 MB)") == (
+        "missing weight file intro1_mlp.pt (cw1_model.pt: # MB)"
+    )
+    assert report.message_pattern("layer2.weight: shape (64, 3) != (32, 3), 1e-5 off") == (
+        "layer2.weight: shape (#, #) != (#, #), #e-# off"
+    )
+
+
+def _whole_page(tmp_path: Path, graded: GradingResults) -> str:
+    cells = [
+        report.CellRow("In [4]", "cw1_conv2d_hidden", "the hidden tests", "12 / 15", "", False),
+        report.CellRow("the text cell after In [20]", "cw1_justify", "a person", "4 / 5",
+                       "Clear, but say why <b>augmentation</b> helps.", False),
+        report.CellRow("In [21]", "cw1_errors", "waits for a person", "– / 4", "", True),
+    ]  # fmt: skip
+    whole = report.WholeMark(cells, score=16.0, max_score=24.0, late_penalty=1.0)
+    graded.write(tmp_path, "t")
+    assert report.write_report(tmp_path, "alice", whole=whole) == tmp_path / report.REPORT
+    return (tmp_path / report.REPORT).read_text()
+
+
+def test_report_leads_with_the_whole_mark_and_keeps_staff_notes_out(tmp_path):
+    t = TestResult("test_conv2d::test_forward", "Outputs match.", 15, 12, "failed",
+                   "3 of 15 outputs differ", False, "cw1_conv2d_hidden")  # fmt: skip
+    graded = GradingResults(
+        "cw1", "alice", tests=[t], sandboxed=False, flags=["cw1_model.pt is a copy of bob's"],
+        notes=["NOT SANDBOXED: student code ran in a limited process only, its memory ...",
+               "missing file: extra.pt"],
+    )  # fmt: skip
+    html = _whole_page(tmp_path, graded)
+    assert "Your mark: <strong>15 / 24 (after a late penalty of 1)</strong>" in html
+    assert "not final: 1 cell still to be marked by a person" in html
+    assert "Clear, but say why &lt;b&gt;augmentation&lt;/b&gt; helps." in html  # escaped
+    assert "<td>the text cell after In [20]</td>" in html and "– / 4" in html
+    assert "Of it, from the hidden tests: <strong>12 / 15</strong>" in html
+    assert "missing file: extra.pt" in html  # the student's own business
+    for staff in ("FLAG", "a copy of bob", "SANDBOXED", "sandbox"):
+        assert staff not in html, staff
+    assert stat.S_IMODE((tmp_path / report.REPORT).stat().st_mode) == 0o644
+
+
+def test_gradebook_comments_lose_only_the_graders_paragraph():
+    note = "Isolated grader: status complete - FLAGGED; sandboxed; FLAG: x.pt is a copy"
+    assert gradebook.for_student(note) == ""
+    assert gradebook.for_student(f"Good.\n\n{note}") == "Good."
+    assert gradebook.for_student(f"{note}\n\nGood, but cite it.") == "Good, but cite it."
+    assert gradebook.for_student(None) == "" and gradebook.for_student("No response.") == (
+        "No response."
+    )
 
 
 @pytest.mark.slow
