@@ -76,18 +76,31 @@ class Sampler(threading.Thread):
             self.rss_mb = max(self.rss_mb, int(hwm.split()[1]) / 1024)
         except (OSError, StopIteration):
             pass
-        for d in self.parents.get("memory", self.parents.get("")).rglob("dlcourse-*"):
+        for d in _boxes(self.parents.get("memory", self.parents.get(""))):
             try:
                 limit = int((d / "memory.limit_in_bytes").read_text())
                 peak = int((d / "memory.max_usage_in_bytes").read_text())
             except OSError:
                 continue
             self.boxes[str(d)] = (limit, max(peak, self.boxes.get(str(d), (0, 0))[1]))
-        for d in self.parents.get("pids", self.parents.get("")).rglob("dlcourse-*"):
+        for d in _boxes(self.parents.get("pids", self.parents.get(""))):
             try:
                 self.tasks = max(self.tasks, int((d / "pids.current").read_text()))
             except OSError:
                 continue
+
+
+def _boxes(parent: Path) -> list[Path]:
+    """The boxes below `parent` now (they come and go while we look: a vanished one is skipped)."""
+    found, todo = [], [parent]
+    while todo:
+        try:
+            boxes = [c for c in todo.pop().iterdir() if c.name.startswith("dlcourse-")]
+        except OSError:
+            continue
+        found += boxes
+        todo += boxes  # a box's own boxes (the grader's holds its student process's)
+    return found
 
 
 def _course(root: Path, students: dict[str, str | None]) -> None:

@@ -168,7 +168,7 @@ def test_rerun_with_wait_follows_the_queued_jobs(runs):
     assert "nothing new to submit" in r["out"] and "raising: 2/8" in r["out"]
     rows = _rows(runs["csv"])
     assert rows["good"]["score"] == "8"
-    assert rows["raising"]["status"].startswith("error (4 tests could not be computed)")
+    assert rows["raising"]["status"].startswith("error (5 tests could not be computed)")
 
 
 def test_rerun_when_all_current_submits_nothing(runs):
@@ -251,7 +251,7 @@ def test_task_options_follow_the_assignment_and_flags(tmp_path, toy_spec):
     opts = slurm._task_options(args, toy_spec, plan)
     assert "--array=0-833%8" in opts and "--partition=gpu" in opts and "--gres=gpu:1" in opts
     assert "--mem=3248M" in opts  # the toy's 1200 MB limit + 2 GB for the grader
-    assert "--time=14" in opts  # 3 x (60 s wall + 120 s grader) + 5 min
+    assert "--time=80" in opts  # 3 x (60 wall + 120 start + 120 grader) x (1 + 4) s, + 5 min
     assert opts[-1] == "--account=dl"
     merge = slurm._merge_options(args, toy_spec, plan, ["7", "6"])
     assert "--dependency=afterany:7:6" in merge and not any("gres" in o for o in merge)
