@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # array_job imports the grader (and torch): not needed to par
     from dlcourse.grading.array_job import AutogradeTarget, Plan
 
 MAX_ARRAY_TASKS = 1000  # Slurm's default MaxArraySize is 1001: larger cohorts are chunked
-EXTRA_MB = 2048  # the grader's own process (pytest, torch) beside the student's memory limit
+EXTRA_MB = 3072  # the grader process's box (runner.GRADER_MB) and the task's own Python
 NBGRADER_EXTRA_MB = 4096  # the nbgrader kernel too, in an autograde task
 NBGRADER_S = 1800  # one student's nbgrader autograde, as a safety stop for the task's --time
 SERIAL_NBGRADER_S = 300  # per student, for the merge job that runs nbgrader one at a time

@@ -250,7 +250,7 @@ def test_task_options_follow_the_assignment_and_flags(tmp_path, toy_spec):
     assert len(plan.tasks) == 834 and len(plan.tasks[0]) == 3  # at most MaxArraySize - 1 tasks
     opts = slurm._task_options(args, toy_spec, plan)
     assert "--array=0-833%8" in opts and "--partition=gpu" in opts and "--gres=gpu:1" in opts
-    assert "--mem=3248M" in opts  # the toy's 1200 MB limit + 2 GB for the grader
+    assert "--mem=4272M" in opts  # the toy's 1200 MB + the grader's box (2 GB) and the task (1 GB)
     assert "--time=80" in opts  # 3 x (60 wall + 120 start + 120 grader) x (1 + 4) s, + 5 min
     assert opts[-1] == "--account=dl"
     merge = slurm._merge_options(args, toy_spec, plan, ["7", "6"])
