@@ -1,6 +1,6 @@
 """A small classifier training loop that records loss curves, for the tutorials' measured runs.
 
-T03 trains a CNN with and without data augmentation, T04 with and without batch-norm, T04b the
+T03b trains a CNN with and without data augmentation, T04 with and without batch-norm, T04b the
 same model with and without importance weights; each compares runs that differ in one thing
 only, so the loop is shared and fixed here: the same mini-batches in the same order for every run
 with the same `seed` (its own generator, the global RNG is left alone; a `transform` draws from a

@@ -2,10 +2,10 @@
 
 The questions follow the CNN tutorials: T01 (pooling, convolution vs cross-correlation,
 parameters), T02 (output sizes, "same" padding, transposed convolutions), T03 (receptive fields,
-separable and Sobel filters, skip connections). Where PyTorch can compute an answer, the test
-computes it here instead of stating it, so the key cannot be wrong: shapes from a forward pass,
-parameter counts from the modules, receptive fields from which input pixels get a gradient,
-multiplications from `FlopCounterMode`.
+separable and Sobel filters) and T03b (skip connections). Where PyTorch can compute an answer,
+the test computes it here instead of stating it, so the key cannot be wrong: shapes from a
+forward pass, parameter counts from the modules, receptive fields from which input pixels get a
+gradient, multiplications from `FlopCounterMode`.
 """
 
 import torch
