@@ -11,6 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+# Imported before any test patches `torch.backends.mps.is_available`: torch._dynamo's import reads
+# its `__wrapped__`, and under the patch it fails half-initialised, breaking every later test in
+# this process that compiles or profiles.
+import torch._dynamo  # noqa: F401
+
 from dlcourse.device import get_device, seed_everything
 
 

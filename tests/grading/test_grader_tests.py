@@ -4,6 +4,7 @@ that cell's points in the source notebook, and every autograder test cell of eve
 marked by such tests: a point nbgrader's own pass would give comes from the student's kernel."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
@@ -69,3 +70,17 @@ def test_grade_cells_match_the_notebook(assignment):
     for cell, total in totals.items():
         assert cell in notebook, f"{assignment}: GRADE_CELL {cell} is not a grade cell"
         assert notebook[cell] == total, f"{cell}: notebook {notebook[cell]:g}, tests {total:g}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_a_hidden_region_names_its_own_cell(assignment):
+    """`isolated_cell(id)` marks where the grader's score lands; an id copied from another cell
+    (as after a notebook is split) misleads every reader of the instructor's notebook."""
+    wrong = []
+    for nb_path in course.get(assignment).notebooks:
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            named = re.findall(r"isolated_cell\(\s*[\"']([^\"']+)[\"']", cell.source)
+            if named and named != [meta.get("grade_id")]:
+                wrong.append(f"{nb_path.name}: cell {meta.get('grade_id')} calls {named}")
+    assert not wrong, wrong
