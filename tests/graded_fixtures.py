@@ -37,6 +37,19 @@ def grade(assignment: str, submissions: list[Path], out: Path) -> dict[str, Grad
     return {s.name: GradingResults.read(out / s.name / "results.json") for s in submissions}
 
 
+def grade_once(once, assignment: str, make) -> dict[str, GradingResults]:
+    """`grade` the submissions `make(folder)` writes, once per test run however many xdist
+    workers ask (a CW cohort takes minutes); the results read back from `folder`/grades."""
+
+    def build(folder: Path) -> list[str]:
+        subs = make(folder)
+        grade(assignment, subs, folder / "grades")
+        return [s.name for s in subs]
+
+    folder, names = once(f"{assignment}-graded", build)
+    return {n: GradingResults.read(folder / "grades" / n / "results.json") for n in names}
+
+
 def failed(graded: GradingResults) -> set[str]:
     """Names of the tests that did not get full marks."""
     return {t.name for t in graded.tests if t.score < t.max_score}

@@ -28,7 +28,7 @@ from attack_fixtures import KERNEL_BYPASS
 from blank_exercises import unexplained_errors
 from nbgrader.api import Gradebook
 
-from dlcourse import course, weights
+from dlcourse import course, release, weights
 from dlcourse.grading import spec
 
 NOTEBOOKS = [a for a in course.assignments() if a.tree in ("notebooks", "tutorials")]
@@ -79,7 +79,7 @@ def test_instructor_gets_every_point_blank_and_hostile_none(a, tmp_path):
     _hostile(course.RELEASE / a.name, submitted / "hostile" / a.name, nb_name)
     for w in spec.load(a.name).weights:  # the notebook loads them when graded (Intro I)
         shutil.copy(weights.WEIGHTS_DIR / w, submitted / "instructor" / a.name / w)
-    nbgrader(root, a.tree, "generate_assignment", a.name, "--force")
+    release.generate(a, root / "release", f"sqlite:///{root}/gradebook.db", root)  # in-process
     with Gradebook(f"sqlite:///{root}/gradebook.db", "dl-course") as gb:
         for student in ("instructor", "blank", "hostile"):
             gb.add_student(student)

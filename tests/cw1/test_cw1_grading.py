@@ -11,11 +11,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from graded_fixtures import cells, failed, grade, with_change
+from graded_fixtures import cells, failed, grade_once, with_change
 from report_pages import check_pages
 
 from dlcourse import course, weights
 from dlcourse.grading import measurements, report
+from dlcourse.grading.results import GradingResults
 
 SOURCE = course.ROOT / "source" / "cw1" / "cw1.ipynb"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -75,22 +76,27 @@ def _baseline_model():
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> dict[str, dict]:
+def graded(once) -> dict[str, GradingResults]:
     reference = weights.WEIGHTS_DIR / "cw1_model.pt"
     if not reference.is_file():
         pytest.fail("weights/cw1_model.pt is missing: run `dlcourse train-reference cw1`")
-    root = tmp_path_factory.mktemp("cw1-submissions")
-    subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), reference)]
-    for name, (grade_id, old, new, _) in BUGS.items():
-        subs.append(_submission(root, name, with_change(SOURCE, grade_id, old, new), reference))
-    baseline_weights = weights.WEIGHTS_DIR / "cw1_baseline.pt"
-    subs.append(_submission(root, "wrong_architecture", nbformat.read(SOURCE, 4), baseline_weights))
-    # Made with `dlcourse train-reference cw1 --baseline --epochs 1 --max-steps 40 --out
-    # tests/cw1/fixtures/cw1_below_baseline.pt` (0.679 test accuracy).
-    below = FIXTURES / "cw1_below_baseline.pt"
-    subs.append(_submission(root, "below_baseline", _baseline_model(), below))
-    subs.append(_submission(root, "baseline_unchanged", _baseline_model(), baseline_weights))
-    return grade("cw1", subs, root / "grades")
+
+    def submissions(root: Path) -> list[Path]:
+        subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), reference)]
+        for name, (grade_id, old, new, _) in BUGS.items():
+            changed = with_change(SOURCE, grade_id, old, new)
+            subs.append(_submission(root, name, changed, reference))
+        baseline_weights = weights.WEIGHTS_DIR / "cw1_baseline.pt"
+        source = nbformat.read(SOURCE, 4)
+        subs.append(_submission(root, "wrong_architecture", source, baseline_weights))
+        # Made with `dlcourse train-reference cw1 --baseline --epochs 1 --max-steps 40 --out
+        # tests/cw1/fixtures/cw1_below_baseline.pt` (0.679 test accuracy).
+        below = FIXTURES / "cw1_below_baseline.pt"
+        subs.append(_submission(root, "below_baseline", _baseline_model(), below))
+        subs.append(_submission(root, "baseline_unchanged", _baseline_model(), baseline_weights))
+        return subs
+
+    return grade_once(once, "cw1", submissions)
 
 
 @pytest.mark.slow

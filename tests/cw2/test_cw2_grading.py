@@ -11,11 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
-from graded_fixtures import failed, grade, with_change
+from graded_fixtures import failed, grade_once, with_change
 from report_pages import check_pages
 
 from dlcourse import course, weights
 from dlcourse.grading import measurements, report
+from dlcourse.grading.results import GradingResults
 
 SOURCE = course.ROOT / "source" / "cw2" / "cw2.ipynb"
 WEIGHT_FILES = ("vae_model.pt", "gan_generator.pt", "gan_discriminator.pt")
@@ -82,7 +83,7 @@ def _submission(root: Path, name: str, nb, extra: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> dict[str, dict]:
+def graded(once) -> dict[str, GradingResults]:
     missing = [
         f
         for f in (*WEIGHT_FILES, "fmnist_classifier.pt")
@@ -90,11 +91,14 @@ def graded(tmp_path_factory) -> dict[str, dict]:
     ]
     if missing:
         pytest.fail(f"weights/{missing[0]} is missing: run `dlcourse train-reference cw2`")
-    root = tmp_path_factory.mktemp("cw2-submissions")
-    subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), {})]
-    for name, (grade_id, old, new, extra, _) in FAULTS.items():
-        subs.append(_submission(root, name, with_change(SOURCE, grade_id, old, new), extra))
-    return grade("cw2", subs, root / "grades")
+
+    def submissions(root: Path) -> list[Path]:
+        subs = [_submission(root, "instructor", nbformat.read(SOURCE, as_version=4), {})]
+        for name, (grade_id, old, new, extra, _) in FAULTS.items():
+            subs.append(_submission(root, name, with_change(SOURCE, grade_id, old, new), extra))
+        return subs
+
+    return grade_once(once, "cw2", submissions)
 
 
 @pytest.mark.slow

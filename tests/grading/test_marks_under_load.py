@@ -24,6 +24,7 @@ HOGS = 4
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.stress,  # `make test-stress`: a whole CPU busy for minutes, too much for CI
     pytest.mark.skipif(not bwrap_works(), reason="needs a working bubblewrap"),
     pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)"),
 ]
